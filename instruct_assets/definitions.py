@@ -1,0 +1,37 @@
+"""The one entry point: ``defs`` for the UI/CLI, and ``build_defs`` for tests and the CLI.
+
+The data dir is read here and only here: ``build_defs(data_dir)`` when given, otherwise the
+``INSTRUCT_ASSETS_DATA`` environment variable, otherwise ``./data``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from instruct_assets.defs.ingest.assets import normalized_examples, staged_examples
+from instruct_assets.defs.ingest.sensors import source_sensor
+from instruct_assets.defs.resources import DataDir, IngestSettings, warehouse_resource
+from instruct_assets.lib.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR, DataPaths
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> DataPaths:
+    return DataPaths.at(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+def build_defs(data_dir: str | os.PathLike | None = None) -> dg.Definitions:
+    """All assets, checks, sensors and resources, bound to one data dir."""
+    paths = resolve_data_dir(data_dir)
+    return dg.Definitions(
+        assets=[staged_examples, normalized_examples],
+        sensors=[source_sensor],
+        resources={
+            "data_dir": DataDir(path=str(paths.root)),
+            "ingest_settings": IngestSettings(),
+            "duckdb": warehouse_resource(paths),
+        },
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,53 @@
+"""Atomic, deterministic Parquet writes and reads of the published tables.
+
+Why atomic: a crash mid-write must leave the last good file in place, so every write goes to
+a temporary file in the same folder, is fsynced, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+
+from instruct_assets.lib.schema import conform
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``target``; on success fsync and rename it over ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_parquet(frame: pl.DataFrame, target: Path, schema: pl.Schema | None = None) -> Path:
+    """Write ``frame`` (conformed to ``schema`` when given) atomically as zstd Parquet.
+
+    Statistics and row-group size are fixed so the same frame gives the same bytes.
+    """
+    if schema is not None:
+        frame = conform(frame, schema)
+    with atomic_path(target) as tmp:
+        frame.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True,
+                            row_group_size=128 * 1024)
+    return target
+
+
+def read_parquet_or_empty(path: Path, schema: pl.Schema) -> pl.DataFrame:
+    """Read ``path``, or an empty frame of ``schema`` when it does not exist."""
+    if not path.exists():
+        return pl.DataFrame(schema=schema)
+    return pl.read_parquet(path)

@@ -1,0 +1,83 @@
+"""Bytes of a raw file: transparent gzip and BOM handling, container sniffing.
+
+Why here: readers see plain UTF-8 bytes; every oddity of how a file is stored (``.gz``, a
+UTF-8 BOM, a binary file with a text name) is decided once, before any parsing.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+from instruct_assets.lib.readers.base import FileRejected
+
+BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+
+CONTAINERS_BY_SUFFIX = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "text",
+    ".text": "text",
+    ".md": "text",
+}
+
+
+def logical_suffix(path: Path) -> str:
+    """The suffix that names the container, ignoring a trailing ``.gz``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's content, gunzipped when it is gzip, without a UTF-8 BOM."""
+    data = path.read_bytes()
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise FileRejected("unreadable_file", f"corrupt gzip stream: {exc}") from exc
+    if data.startswith(BOM):
+        data = data[len(BOM) :]
+    return data
+
+
+def sniff_container(path: Path, data: bytes) -> str:
+    """Container of ``data``: by suffix, else by content (Parquet magic, JSON, text)."""
+    if data[:4] == PARQUET_MAGIC:
+        return "parquet"
+    by_suffix = CONTAINERS_BY_SUFFIX.get(logical_suffix(path))
+    if by_suffix is not None:
+        return by_suffix
+    head = data[:4096].lstrip()
+    if head[:1] in (b"{", b"["):
+        return "json"
+    return "text"
+
+
+def reject_binary(data: bytes) -> None:
+    """Raise for files that are not text at all (NUL bytes *and* invalid UTF-8 up front).
+
+    A single NUL inside an otherwise valid JSONL file is not binary: that line alone is
+    rejected later as invalid JSON.
+    """
+    head = data[:8192]
+    if b"\x00" not in head:
+        return
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not merely a multibyte char cut at the boundary
+            raise FileRejected(
+                "invalid_encoding",
+                f"binary content: NUL bytes and invalid UTF-8 at byte {exc.start}",
+                data[:200],
+            ) from exc
