@@ -2,6 +2,7 @@
 
 When a file parses as a whole with polars' native reader and its columns are exactly the
 fields an Alpaca or prompt/completion mapping reads, all text, the obviously valid rows
+(text values that cannot be a number, boolean, list or object polars turned into text)
 are mapped here with column expressions, without a JSON round-trip through DuckDB. Any row
 that is not obviously valid (a null instruction, a blank answer, ...) is handed back to the
 general path in ``pairs.py``, which owns every error message. So this module decides only
@@ -56,7 +57,8 @@ def fast_map(
         system = (pl.when(system.is_null() | (system.str.strip_chars() == ""))
                   .then(pl.lit(system_prompt)).otherwise(system))
     ok = (
-        prompt.is_not_null()
+        pl.all_horizontal([~_maybe_coerced(pl.col(c)) for c in fm.mapped_fields()])
+        & prompt.is_not_null()
         & response.is_not_null() & (response.str.strip_chars() != "")
         & user.is_not_null() & (user.str.strip_chars() != "")
     )
@@ -74,6 +76,16 @@ def fast_map(
     mapped = pl.concat(parts).sort("source_row").select(
         "source_row", pl.lit(fm.format).alias("source_format"), "messages")
     return mapped, frame.filter(~pl.col("_ok"))["source_row"]
+
+
+#: What polars' reader makes of a non-string JSON value in a string column: a number,
+#: a boolean, or compact JSON of a list/object. A *string* can look the same ("42", "[1]"),
+#: so such rows are not obviously valid and go to the general path, which sees real types.
+_COERCED = r"^(?:-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false)$|^[\[{]"
+
+
+def _maybe_coerced(col: pl.Expr) -> pl.Expr:
+    return col.str.contains(_COERCED).fill_null(False)
 
 
 def _fixed_lists(frame: pl.DataFrame, roles: tuple[str, ...], columns: tuple[str, ...]
