@@ -10,9 +10,17 @@ import os
 
 import dagster as dg
 
+from instruct_assets.defs.curation.assets import (
+    benchmark_contamination,
+    complexity_scores,
+    curated_examples,
+)
 from instruct_assets.defs.ingest.assets import normalized_examples, staged_examples
 from instruct_assets.defs.ingest.sensors import source_sensor
+from instruct_assets.defs.quality.assets import quality_scores
 from instruct_assets.defs.resources import DataDir, IngestSettings, warehouse_resource
+from instruct_assets.defs.settings import CurationSettings, QualitySettings
+from instruct_assets.defs.splits.assets import split_assignments
 from instruct_assets.lib.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR, DataPaths
 
 
@@ -24,11 +32,16 @@ def build_defs(data_dir: str | os.PathLike | None = None) -> dg.Definitions:
     """All assets, checks, sensors and resources, bound to one data dir."""
     paths = resolve_data_dir(data_dir)
     return dg.Definitions(
-        assets=[staged_examples, normalized_examples],
+        assets=[
+            staged_examples, normalized_examples, quality_scores, complexity_scores,
+            benchmark_contamination, curated_examples, split_assignments,
+        ],
         sensors=[source_sensor],
         resources={
             "data_dir": DataDir(path=str(paths.root)),
             "ingest_settings": IngestSettings(),
+            "quality_settings": QualitySettings(),
+            "curation_settings": CurationSettings(),
             "duckdb": warehouse_resource(paths),
         },
     )

@@ -1,0 +1,41 @@
+"""Reading the published outputs a stage depends on (one definition of what is "published").
+
+Later stages read only promoted sources that are still registered (a deleted source folder
+drops out), through the files ``publish`` wrote.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from instruct_assets.lib.paths import DataPaths
+from instruct_assets.lib.publish import published_sources
+from instruct_assets.lib.schema import NORMALIZED_SCHEMA, REJECTS_SCHEMA
+
+
+def read_examples(paths: DataPaths, sources: list[str]) -> pl.DataFrame:
+    """All published examples of ``sources``, sorted by (source, example_id)."""
+    files = [paths.normalized_file(s) for s in sources if paths.normalized_file(s).exists()]
+    if not files:
+        return pl.DataFrame(schema=NORMALIZED_SCHEMA)
+    return pl.read_parquet(files).sort("source", "example_id")
+
+
+def rejects_per_source(paths: DataPaths, sources: list[str]) -> dict[str, int]:
+    out = {}
+    for s in sources:
+        f = paths.rejects_file(s)
+        out[s] = pl.scan_parquet(f).select(pl.len()).collect().item() if f.exists() else 0
+    return out
+
+
+def rejects_files(paths: DataPaths, sources: list[str]) -> list:
+    return [paths.rejects_file(s) for s in sources if paths.rejects_file(s).exists()]
+
+
+def live_sources(paths: DataPaths, registered: list[str]) -> list[str]:
+    return published_sources(paths, registered)
+
+
+__all__ = ["REJECTS_SCHEMA", "live_sources", "read_examples", "rejects_files",
+           "rejects_per_source"]

@@ -1,0 +1,74 @@
+"""The DuckDB warehouse: views over the Parquet outputs, rebuilt in one short transaction.
+
+Parquet under the data dir is the source of truth; ``warehouse.duckdb`` only holds views
+(with absolute paths into the data dir) so it can be deleted and rebuilt at any time, and a
+write holds DuckDB's single-writer lock for milliseconds. Every relation here is documented
+in the README ("SQL over the outputs").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from instruct_assets.lib.formats.sql import lit
+
+#: Relations and what they hold (README and UI descriptions).
+RELATIONS: dict[str, str] = {
+    "examples": "every published normalized example (view over normalized/*/examples.parquet)",
+    "rejects": "every rejected record with reason_code and detail (view over rejects/)",
+    "quality": "one row per example: every quality signal, quality_score, quality_flags, "
+               "dup_cluster_id",
+    "source_summary": "per source: rows, rejects, flags by kind, mean score, shapes",
+    "flag_counts": "per source and flag: flagged rows (long form of the flags by kind)",
+    "system_prompts": "distinct system prompts with their count and sources",
+    "splits": "example_id, split, complexity_tier, source of every kept example",
+    "train": "the train split joined to its examples",
+    "eval": "the eval split joined to its examples",
+    "curation": "one row per example with exclusion_reason (null when kept)",
+    "complexity": "complexity features, complexity_score and complexity_tier per example",
+    "contamination": "benchmark n-gram hits per example",
+    "contamination_hits": "per benchmark: items hit and examples hit",
+}
+
+
+def _empty_select(schema: pl.Schema) -> str:
+    """A typed, empty SELECT for a relation whose files do not exist yet."""
+    con = duckdb.connect()
+    try:
+        frame = pl.DataFrame(schema=schema)  # noqa: F841 - read by DuckDB by name
+        types = con.sql("SELECT * FROM frame").types
+    finally:
+        con.close()
+    cols = ", ".join(f"CAST(NULL AS {t}) AS \"{n}\"" for n, t in zip(schema.names(), types,
+                                                                     strict=True))
+    return f"SELECT {cols} WHERE false"
+
+
+def view_over(files: list[Path], schema: pl.Schema) -> str:
+    """SQL selecting all rows of ``files`` (an empty typed select when there are none)."""
+    existing = [f for f in files if f.exists()]
+    if not existing:
+        return _empty_select(schema)
+    listed = ", ".join(lit(str(f)) for f in existing)
+    return f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+
+
+def replace_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None:
+    """Create or replace ``views`` (name -> SELECT) in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name, select in views.items():
+            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {select}')
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+def relation_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()
+    return [r[0] for r in rows]
