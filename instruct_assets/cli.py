@@ -72,8 +72,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  held back: {s.source} ({why}); its last good output, if any, stays published")
     if outcome.downstream_ok is not None:
         state = "ok" if outcome.downstream_ok else "FAILED"
+        label = "checks with warnings" if outcome.downstream_ok else "failed"
         print(f"downstream stages: {state}"
-              + (f" ({'; '.join(outcome.downstream_failures)})"
+              + (f" ({label}: {'; '.join(outcome.downstream_failures)})"
                  if outcome.downstream_failures else ""))
     print(f"outputs: {paths.normalized}, {paths.rejects}"
           + (f", {paths.warehouse}" if paths.warehouse.exists() else ""))

@@ -15,6 +15,7 @@ from instruct_assets.defs.curation.assets import (
     complexity_scores,
     curated_examples,
 )
+from instruct_assets.defs.exports.assets import training_exports
 from instruct_assets.defs.ingest.assets import normalized_examples, staged_examples
 from instruct_assets.defs.ingest.sensors import source_sensor
 from instruct_assets.defs.quality.assets import quality_scores
@@ -34,7 +35,7 @@ def build_defs(data_dir: str | os.PathLike | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             staged_examples, normalized_examples, quality_scores, complexity_scores,
-            benchmark_contamination, curated_examples, split_assignments,
+            benchmark_contamination, curated_examples, split_assignments, training_exports,
         ],
         sensors=[source_sensor],
         resources={

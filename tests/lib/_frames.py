@@ -43,7 +43,7 @@ def frame_from_conversations(
 
 
 def alpaca_conversations(path: str) -> list[list[tuple[str, str]]]:
-    """Read an Alpaca JSON array file into conversations (instruction + input joined by a blank line)."""
+    """Read an Alpaca JSON array file into conversations (input joined after a blank line)."""
     with open(path, encoding="utf-8") as fh:
         records = json.load(fh)
     out = []

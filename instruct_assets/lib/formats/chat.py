@@ -6,8 +6,10 @@ that holds ``role``/``content`` inside ``conversations`` is the same thing). Ope
 given as a list of typed parts keeps its text parts joined with a newline; non-text parts
 (images, audio) are left out of ``content`` and counted in ``extra`` as
 ``non_text_parts``. An assistant message with ``tool_calls`` and no text becomes an
-assistant turn whose content is the ``tool_calls`` JSON as written. Speaker names are
-mapped to roles later (``turns.py``).
+assistant turn whose content is the ``tool_calls`` JSON as written. ``tools`` (a JSON
+string, as in glaive, or a JSON list) is stored as minified JSON text, so the same tool
+definitions give the same id however they were spaced. Speaker names are mapped to roles
+later (``turns.py``).
 """
 
 from __future__ import annotations
@@ -62,9 +64,11 @@ SELECT
   '{fmt}' AS source_format,
   t AS turns,
   CASE WHEN json_type({system}) = 'VARCHAR' THEN {system}->>'$' END AS system,
-  CASE WHEN json_type({tools}) = 'VARCHAR' THEN {tools}->>'$'
+  CASE WHEN json_type({tools}) = 'VARCHAR' THEN
+            CASE WHEN json_valid({tools}->>'$') THEN CAST(json({tools}->>'$') AS VARCHAR)
+                 ELSE {tools}->>'$' END
        WHEN {tools} IS NULL OR json_type({tools}) = 'NULL' THEN NULL
-       ELSE CAST({tools} AS VARCHAR) END AS tools,
+       ELSE CAST(json({tools}) AS VARCHAR) END AS tools,
   {rest_of(fm.mapped_fields())} AS extra,
   CASE
     WHEN json_type(raw, {path(fm.messages)}) IS NULL THEN 'missing_field'

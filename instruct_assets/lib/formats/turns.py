@@ -9,7 +9,8 @@ turn. Mapping of tool use (documented in the README):
 * ShareGPT ``observation`` and OpenAI ``tool``/``function`` results -> ``tool`` turns.
 
 Order rules: an optional system turn first; then a user turn; then user/assistant alternate,
-except that a call turn may follow an assistant turn, tool turns follow a call turn (or
+except that a call turn (a marked call, or any assistant turn right before a tool turn) may
+follow an assistant turn, tool turns follow a call turn (or
 another tool turn), and an assistant or call turn follows tool turns; the last turn is an
 assistant turn. Empty system turns are dropped (an empty system prompt means none); empty
 user/assistant/tool turns are rejects. ``\\r\\n`` line endings become ``\\n``; no other
@@ -136,7 +137,12 @@ def _turn_errors(frame: pl.DataFrame) -> pl.DataFrame:
         .unnest("turns")
         .with_columns(pl.int_range(pl.len()).over("_rid").alias("t"))
     )
-    kind = pl.when(pl.col("is_call")).then(pl.lit("call")).otherwise(pl.col("role"))
+    # An assistant turn right before a tool turn is a call turn, however it was marked
+    # (the canonical schema does not mark calls; re-ingesting an export must agree).
+    before_tool = (pl.col("role") == "assistant") & (
+        pl.col("role").shift(-1).over("_rid") == "tool")
+    kind = pl.when(pl.col("is_call") | before_tool).then(pl.lit("call")).otherwise(
+        pl.col("role"))
     prev_kind = kind.shift(1).over("_rid")
     n = pl.len().over("_rid")
     first_real = pl.when(pl.col("role").first().over("_rid") == "system").then(1).otherwise(0)

@@ -1,0 +1,97 @@
+"""OpenAI / TRL conversational export: ``{"messages": [...], "tools": [...]}`` per line.
+
+Why this shape: it is the one format TRL's SFTTrainer (conversational language modelling),
+Axolotl's ``chat_template`` type and OpenAI fine-tuning all read. Tool results are ``tool``
+turns; a tool *call* stays an assistant turn whose content is the call JSON, as in the
+canonical schema (no ``tool_calls`` / ``tool_call_id`` fields are invented). ``tools`` is the
+parsed JSON list, present only where the example has a non-empty tool list.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from instruct_assets.lib.export.atomic import atomic_write_text, atomic_writer
+from instruct_assets.lib.export.common import dumps, encode_records
+
+#: Arrow types of the Parquet copy. ``tools`` items use the canonical ``arrow.json``
+#: extension type, which Hugging Face ``datasets`` decodes to dicts (its ``Json`` feature),
+#: so the Parquet copy loads exactly like the JSONL even when tool schemas differ per row.
+PARQUET_SCHEMA = pa.schema(
+    [
+        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("tools", pa.list_(pa.json_())),
+    ]
+)
+
+#: Rows per Parquet row group (bounded memory; 32-bit string offsets never overflow).
+PARQUET_ROW_GROUP = 100_000
+
+
+def openai_lines(rows: pl.DataFrame) -> pl.Series:
+    """One JSON text per row from ``messages`` and ``tools_json`` (see ``common.with_tools``).
+
+    Output: a String series named ``line``; keys ``messages`` then ``tools`` (when present).
+    """
+    values = rows.select("messages", pl.col("tools_json").alias("tools"))
+    return encode_records(values, raw="tools")
+
+
+def write_openai_parquet(path: str | os.PathLike[str], rows: pl.DataFrame) -> int:
+    """Atomically write the Parquet copy (``messages``, ``tools``); return its bytes.
+
+    Why a Parquet copy: ``datasets``/Polars/DuckDB read it column-wise and far faster than
+    JSONL; same rows, same order as the JSONL.
+    """
+    target = Path(path)
+    with atomic_writer(target) as handle:
+        writer = pq.ParquetWriter(handle, PARQUET_SCHEMA, compression="zstd")
+        try:
+            for offset in range(0, max(rows.height, 1), PARQUET_ROW_GROUP):
+                chunk = rows.slice(offset, PARQUET_ROW_GROUP)
+                table = pa.table(
+                    {
+                        "messages": chunk.get_column("messages").to_arrow(),
+                        "tools": chunk.get_column("tools_items").to_arrow(),
+                    }
+                ).cast(PARQUET_SCHEMA)
+                writer.write_table(table, row_group_size=PARQUET_ROW_GROUP)
+        finally:
+            writer.close()
+    return target.stat().st_size
+
+
+def axolotl_yaml(data_path: str, split: str) -> str:
+    """The Axolotl config block that reads the OpenAI JSONL with ``type: chat_template``.
+
+    ``split == "train"`` goes under ``datasets:``, any other split under ``test_datasets:``.
+    ``data_path`` is written as given (the export writes it relative to the export folder).
+    Scalars are JSON-quoted, which is valid YAML and needs no YAML library.
+    """
+    key = "datasets" if split == "train" else "test_datasets"
+    quoted = dumps(data_path)
+    return (
+        f"# Axolotl {key} block for {data_path} (OpenAI-style messages JSONL).\n"
+        "# Paths are relative to the export folder: run axolotl from there or prefix them.\n"
+        f"{key}:\n"
+        f"  - path: {quoted}\n"
+        "    ds_type: json\n"
+        "    data_files:\n"
+        f"      - {quoted}\n"
+        '    split: "train"\n'
+        "    type: chat_template\n"
+        "    field_messages: messages\n"
+        "    message_property_mappings:\n"
+        "      role: role\n"
+        "      content: content\n"
+    )
+
+
+def write_axolotl_yaml(path: str | os.PathLike[str], data_path: str, split: str) -> int:
+    """Atomically write :func:`axolotl_yaml`; return its bytes."""
+    return atomic_write_text(path, axolotl_yaml(data_path, split))

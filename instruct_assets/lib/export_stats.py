@@ -1,0 +1,72 @@
+"""Figures for the dataset card and the export round-trip check (pure functions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from instruct_assets.lib.normalize import normalize_source
+from instruct_assets.lib.paths import DataPaths
+from instruct_assets.lib.sources import SourceSpec, discover_sources
+
+
+def card_stats(paths: DataPaths, sources: list[str], frames: dict[str, pl.DataFrame],
+               results: dict[str, dict], config: dict[str, Any]) -> dict[str, Any]:
+    """The ``stats`` dict ``export.card.build_card`` renders."""
+    specs = discover_sources(paths)
+    all_rows = pl.concat(list(frames.values())) if frames else pl.DataFrame()
+    rows_by_source = dict(all_rows.group_by("source").len().iter_rows()) if all_rows.height else {}
+    stats: dict[str, Any] = {
+        "name": "instruct_assets",
+        "description": "Curated instruction-tuning data built by the instruct_assets pipeline.",
+        "sources": [
+            {"name": s, "license": specs[s].license if s in specs else None,
+             "origin": specs[s].origin if s in specs else None,
+             "rows": int(rows_by_source.get(s, 0)),
+             "note": specs[s].notes if s in specs else None}
+            for s in sources
+        ],
+        "splits": {s: f.height for s, f in frames.items()},
+        "tiers": {s: dict(f.group_by("complexity_tier").len().sort("complexity_tier")
+                          .iter_rows()) for s, f in frames.items()},
+        "source_counts": {s: dict(f.group_by("source").len().sort("source").iter_rows())
+                          for s, f in frames.items()},
+        "not_exportable": {kind: {s: info["not_exportable"]["count"]}
+                           for s, res in results.items()
+                           for kind, info in res["formats"].items() if "not_exportable" in info},
+        "config": config,
+    }
+    curation = paths.curation / "curation.parquet"
+    if curation.exists():
+        reasons = pl.read_parquet(curation, columns=["exclusion_reason"]).drop_nulls()
+        rules = reasons.select(pl.when(pl.col("exclusion_reason").str.starts_with("duplicate"))
+                               .then(pl.lit("duplicate")).otherwise("exclusion_reason")
+                               .alias("rule")).group_by("rule").len().sort("rule")
+        stats["quality_removed"] = dict(rules.iter_rows())
+    quality = paths.quality / "quality.parquet"
+    if quality.exists():
+        q = pl.read_parquet(quality, columns=["is_exact_duplicate", "is_near_duplicate",
+                                              "is_dup_representative"])
+        stats["dedup"] = {
+            "exact_duplicate_rows": int(q["is_exact_duplicate"].sum()),
+            "near_duplicate_rows": int(q["is_near_duplicate"].sum()),
+            "non_representatives": int((~q["is_dup_representative"]).sum()),
+        }
+    rejects = [paths.rejects_file(s) for s in sources if paths.rejects_file(s).exists()]
+    if rejects:
+        r = pl.read_parquet(rejects, columns=["reason_code"])
+        stats["rejects"] = dict(r.group_by("reason_code").len().sort("reason_code").iter_rows())
+    return stats
+
+
+def round_trip_ids(paths: DataPaths, export_file: Path, split: pl.DataFrame) -> dict[str, Any]:
+    """Ingest ``export_file`` as a source and compare its example ids with ``split``'s."""
+    spec = SourceSpec(name="_roundtrip", format="openai",
+                      files=(paths.relative(export_file),))
+    back = normalize_source(paths, spec)
+    want = set(split["example_id"].to_list())
+    got = set(back.examples["example_id"].to_list())
+    return {"rows": len(got), "rejects": back.rejects.height,
+            "missing": sorted(want - got), "unexpected": sorted(got - want)}

@@ -1,0 +1,213 @@
+"""Consistency within a source: output shapes, instruction templates and the odd row out.
+
+Synthetic sets are generated from templates ("Transform this data from TOML to CSV: ...");
+rows of one template should answer in one shape. A row whose shape differs from its
+template group's dominant shape (e.g. prose where 95% of siblings return JSON) is usually
+a failed generation. Also two small summary tables for the UI: system prompts and shapes.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from instruct_assets.lib.quality.config import QualityThresholds
+from instruct_assets.lib.quality.text import (
+    FENCE,
+    FIRST_USER,
+    MESSAGES,
+    RESPONSE,
+    SYSTEM,
+    code_line_count,
+    system_prompt,
+)
+
+#: ``output_shape`` values and what each means.
+SHAPES: dict[str, str] = {
+    "empty": "no response text",
+    "json": "the whole response (or its only fenced block) is valid JSON",
+    "code": "a fenced code block, or at least two lines only code writes",
+    "table": "a markdown table (a header row and a |---| separator)",
+    "list": "at least two list items (numbered or bulleted) make up most lines",
+    "short": "a one-line answer of a few words (a label, a number, a name)",
+    "prose": "anything else: sentences and paragraphs",
+}
+
+TABLE_RE = r"(?m)^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$"
+_ITEM = r"[ \t]*(?:[-*•+]|[0-9]{1,2}[.)]|\([0-9]{1,2}\)|[a-z][.)])[ \t]+[^ \t\n]"
+#: List items at a line start: after a newline, or at the start of the text (two patterns so
+#: the first has a literal prefix; see the performance note in ``text.py``).
+LIST_ITEM_PATTERNS = (rf"\n{_ITEM}", rf"\A{_ITEM}")
+NONEMPTY_LINE_RE = r"(?m)^[ \t]*\S"
+
+
+def output_shape(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.Series:
+    """The shape of each row's final response (see ``SHAPES``), as a String series.
+
+    ``frame`` needs the ``response`` text column; ``_has_fence``/``_code_lines``/
+    ``response_lines`` are reused when present (``score_examples`` computes them once).
+    JSON validity is checked with DuckDB on the rows that look like JSON (start with '{'/'['
+    or a ```json fence) only. Every input of the final decision is a column computed in one
+    pass (in parallel), so the decision itself only reads booleans and counts.
+    """
+    from instruct_assets.lib.quality.alignment import json_valid
+
+    r = pl.col(RESPONSE)
+    has = set(frame.columns)
+    # Stage 1: cheap facts over every row.
+    head = r.str.head(24).str.strip_chars_start()
+    facts = (
+        frame.lazy()
+        .select(
+            head.str.contains(r"^(?:[\[{]|```(?:json|JSON)?\s*[\[{]?\s*$|```(?:json|JSON)\s)")
+            .fill_null(False)
+            .alias("_lj"),
+            r.str.contains(r"\S").fill_null(False).alias("_nonblank"),
+            (pl.col("_has_fence") if "_has_fence" in has else r.str.contains(FENCE, literal=True))
+            .fill_null(False)
+            .alias("_fence"),
+            (pl.col("_code_lines") if "_code_lines" in has else code_line_count(RESPONSE)).alias(
+                "_code"
+            ),
+            r.str.contains(TABLE_RE).fill_null(False).alias("_table"),
+            (
+                r.str.count_matches(LIST_ITEM_PATTERNS[0])
+                + r.str.count_matches(LIST_ITEM_PATTERNS[1])
+            )
+            .fill_null(0)
+            .alias("_items"),
+            (
+                pl.col("response_lines")
+                if "response_lines" in has
+                else r.str.count_matches(NONEMPTY_LINE_RE).fill_null(0)
+            ).alias("_lines"),
+            # Words are counted on short one-liners only (others are masked to null).
+            pl.when((r.str.len_bytes() <= 60) & ~r.str.contains("\n", literal=True))
+            .then(r)
+            .str.count_matches(r"\S+")
+            .alias("_short_words"),
+        )
+        .collect()
+    )
+    # Stage 2: JSON validity on the candidates only.
+    cand = (
+        frame.select(r.alias("_t"))
+        .with_row_index("_i")
+        .filter(facts["_lj"])
+        .with_columns(pl.col("_t").str.strip_chars())
+        .with_columns(
+            pl.coalesce(
+                pl.col("_t").str.extract(r"(?s)^```(?:json|JSON)?\s*\n(.*?)```$", 1), pl.col("_t")
+            ).alias("_json")
+        )
+    )
+    valid = json_valid(cand, ["_json"])
+    is_json = pl.Series("_json", [False] * frame.height, dtype=pl.Boolean)
+    if cand.height:
+        is_json = is_json.scatter(cand["_i"], valid.fill_null(False))
+    f = facts.with_columns(is_json)
+    items, lines = pl.col("_items"), pl.col("_lines")
+    shape = (
+        pl.when(~pl.col("_nonblank"))
+        .then(pl.lit("empty"))
+        .when(pl.col("_json"))
+        .then(pl.lit("json"))
+        .when(pl.col("_fence") | (pl.col("_code") >= 2))
+        .then(pl.lit("code"))
+        .when(pl.col("_table"))
+        .then(pl.lit("table"))
+        .when((items >= 2) & (items * 2 >= lines))
+        .then(pl.lit("list"))
+        .when(pl.col("_short_words") <= cfg.short_answer_max_words)
+        .then(pl.lit("short"))
+        .otherwise(pl.lit("prose"))
+    )
+    return f.select(shape.alias("output_shape")).get_column("output_shape")
+
+
+def instruction_template(cfg: QualityThresholds, col: str = FIRST_USER) -> pl.Expr:
+    """A key grouping rows generated from one prompt template.
+
+    The first line of the first user turn (its first 160 characters), quoted strings
+    masked, cut to its first ``cfg.template_words`` words, lower-cased, then numbers and long
+    tokens (ids, URLs, identifiers of at least ``cfg.template_mask_min_chars`` characters)
+    masked. E.g. 'Translate "Good morning" into French.' -> 'translate <q> into french.'.
+    Masking after the cut keeps the costly patterns on a few dozen characters per row.
+    """
+    head = pl.col(col).str.head(160).str.strip_chars_start()
+    first_line = head.str.head(head.str.find("\n", literal=True).fill_null(160))
+    quoted = first_line.str.replace_all(r"\"[^\"]*\"|“[^”]*”|`[^`]*`|'[^'\s][^']*'", "<q>")
+    words = rf"^((?:[^ \t]+[ \t]+){{0,{max(cfg.template_words - 1, 0)}}}[^ \t]+)"
+    key = (
+        quoted.str.extract(words, 1)
+        .str.to_lowercase()
+        .str.replace_all(rf"[^ \t]{{{cfg.template_mask_min_chars},}}", "<tok>")
+        .str.replace_all(r"[0-9]+(?:[.,][0-9]+)*", "<n>")
+    )
+    return key.fill_null("").alias("instruction_template")
+
+
+def shape_outlier(cfg: QualityThresholds) -> list[pl.Expr]:
+    """``template_dominant_shape`` and ``shape_outlier`` from ``output_shape`` and the key.
+
+    Window functions over (source, instruction_template): a group of at least
+    ``cfg.shape_min_group_rows`` rows whose most common shape covers at least
+    ``cfg.shape_dominant_share`` of it has a dominant shape; other shapes in it are outliers.
+    Ties cannot reach a share above 0.5, so the dominant shape is unique.
+    """
+    group = ["source", "instruction_template"]
+    size = pl.len().over(group)
+    shape_n = pl.len().over([*group, "output_shape"])
+    top_n = shape_n.max().over(group)
+    dominant = (
+        pl.when(
+            (size >= cfg.shape_min_group_rows)
+            & (top_n.cast(pl.Float64) >= cfg.shape_dominant_share * size.cast(pl.Float64))
+            & (shape_n == top_n)
+        )
+        .then(pl.col("output_shape"))
+        .otherwise(None)
+    )
+    dom = dominant.drop_nulls().first().over(group)
+    return [
+        pl.when(size >= cfg.shape_min_group_rows).then(dom).alias("template_dominant_shape"),
+        (
+            pl.col("template_dominant_shape").is_not_null()
+            & (pl.col("output_shape") != pl.col("template_dominant_shape"))
+        ).alias("shape_outlier"),
+    ]
+
+
+def system_prompt_table(frame: pl.DataFrame) -> pl.DataFrame:
+    """Distinct system prompts: ``text``, ``count`` (rows), ``sources`` (sorted list).
+
+    Accepts a normalized frame (``messages``) or one that already has ``system_prompt``.
+    Sorted by count descending, then text, for a stable UI table.
+    """
+    sys_col = pl.col(SYSTEM) if SYSTEM in frame.columns else system_prompt(MESSAGES)
+    return (
+        frame.select(sys_col.alias("text"), pl.col("source"))
+        .drop_nulls("text")
+        .group_by("text")
+        .agg(
+            pl.len().cast(pl.Int64).alias("count"),
+            pl.col("source").unique().sort().alias("sources"),
+        )
+        .sort(["count", "text"], descending=[True, False])
+    )
+
+
+def shape_distribution(frame: pl.DataFrame, cfg: QualityThresholds | None = None) -> pl.DataFrame:
+    """Rows per (``source``, ``output_shape``) as ``source, shape, count``.
+
+    Accepts a scored frame (with ``output_shape``) or a normalized one (shapes are computed).
+    """
+    if "output_shape" not in frame.columns:
+        from instruct_assets.lib.quality.text import with_text_columns
+
+        texts = with_text_columns(frame)
+        frame = texts.with_columns(output_shape(texts, cfg or QualityThresholds()))
+    return (
+        frame.group_by("source", pl.col("output_shape").alias("shape"))
+        .agg(pl.len().cast(pl.Int64).alias("count"))
+        .sort(["source", "count", "shape"], descending=[False, True, False])
+    )

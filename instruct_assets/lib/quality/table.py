@@ -1,0 +1,129 @@
+"""The published quality table: signals + duplicate clusters, and the per-source summaries.
+
+Composes ``signals.score_examples`` (per-example signals), ``dedup.find_duplicates`` and
+``dedup.pick_representatives`` (clusters), ``signals.apply_duplicate_penalty`` (flags and the
+combined score), and derives ``source_summary``, ``flag_counts`` and ``system_prompts``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from instruct_assets.lib.quality.config import FLAG_ORDER, QualityThresholds
+from instruct_assets.lib.quality.consistency import shape_distribution, system_prompt_table
+from instruct_assets.lib.quality.dedup import DedupConfig, find_duplicates, pick_representatives
+from instruct_assets.lib.quality.signals import apply_duplicate_penalty, score_examples
+
+KEY = ["source", "example_id"]
+
+
+def build_quality(
+    examples: pl.DataFrame, cfg: QualityThresholds, dedup: DedupConfig
+) -> pl.DataFrame:
+    """One row per example: every signal, the duplicate columns, flags and quality_score."""
+    scores = score_examples(examples, cfg)
+    dups = find_duplicates(examples, dedup)
+    dups = pick_representatives(dups, scores.select(*KEY, "quality_score"))
+    quality = apply_duplicate_penalty(scores, dups, cfg)
+    extra = dups.select(*KEY, "exact_key", "near_dup_jaccard", "dup_cluster_size")
+    return quality.join(extra, on=KEY, how="left").sort(KEY)
+
+
+def flag_counts(quality: pl.DataFrame) -> pl.DataFrame:
+    """(source, flag, rows): how many rows of each source raised each flag."""
+    return (
+        quality.select("source", pl.col("quality_flags").alias("flag"))
+        .explode("flag")
+        .drop_nulls("flag")
+        .group_by("source", "flag")
+        .agg(pl.len().cast(pl.Int64).alias("rows"))
+        .sort("source", "flag")
+    )
+
+
+def source_summary(
+    quality: pl.DataFrame,
+    examples: pl.DataFrame,
+    rejects_per_source: dict[str, int],
+    cfg: QualityThresholds,
+) -> pl.DataFrame:
+    """Per source: rows, rejects, flags by kind, mean score, output shapes, system prompts."""
+    flags = flag_counts(quality)
+    shapes = shape_distribution(quality, cfg) if quality.height else None
+    prompts = system_prompt_table(examples) if examples.height else None
+    rows = []
+    sources = sorted(set(quality["source"].unique().to_list()) | set(rejects_per_source))
+    for source in sources:
+        part = quality.filter(pl.col("source") == source)
+        by_flag = {f: int(n) for _s, f, n in flags.filter(pl.col("source") == source).rows()}
+        by_flag = {
+            f: by_flag[f]
+            for f in [*FLAG_ORDER, "exact_duplicate", "near_duplicate"]
+            if f in by_flag
+        }
+        shape = (
+            {}
+            if shapes is None
+            else {
+                r["shape"]: int(r["count"])
+                for r in shapes.filter(pl.col("source") == source).iter_rows(named=True)
+            }
+        )
+        n_prompts = (
+            0 if prompts is None else prompts.filter(pl.col("sources").list.contains(source)).height
+        )
+        n = part.height
+        rows.append(
+            {
+                "source": source,
+                "rows": n,
+                "rejects": int(rejects_per_source.get(source, 0)),
+                "mean_quality_score": float(part["quality_score"].mean()) if n else None,
+                "flagged_rows": int((part["quality_flags"].list.len() > 0).sum()) if n else 0,
+                "flagged_share": float((part["quality_flags"].list.len() > 0).mean()) if n else 0.0,
+                "exact_duplicates": int(part["is_exact_duplicate"].sum()) if n else 0,
+                "near_duplicates": int(part["is_near_duplicate"].sum()) if n else 0,
+                "flags_by_kind": json.dumps(by_flag),
+                "output_shapes": json.dumps(dict(sorted(shape.items()))),
+                "distinct_system_prompts": n_prompts,
+            }
+        )
+    schema = {
+        "source": pl.String,
+        "rows": pl.Int64,
+        "rejects": pl.Int64,
+        "mean_quality_score": pl.Float64,
+        "flagged_rows": pl.Int64,
+        "flagged_share": pl.Float64,
+        "exact_duplicates": pl.Int64,
+        "near_duplicates": pl.Int64,
+        "flags_by_kind": pl.String,
+        "output_shapes": pl.String,
+        "distinct_system_prompts": pl.Int64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def worst_examples(quality: pl.DataFrame, per_source: int = 5) -> pl.DataFrame:
+    """The lowest-scoring examples of each source with their flags (ties: example_id)."""
+    return (
+        quality.filter(pl.col("quality_flags").list.len() > 0)
+        .sort("source", "quality_score", "example_id")
+        .group_by("source", maintain_order=True)
+        .head(per_source)
+        .select(
+            "source",
+            "example_id",
+            "quality_score",
+            pl.col("quality_flags").list.join(", ").alias("reasons"),
+        )
+    )
+
+
+def score_histogram(quality: pl.DataFrame, bins: int = 10) -> dict[str, int]:
+    """Counts of quality_score in ``bins`` equal bins over [0, 1]."""
+    idx = (pl.col("quality_score") * bins).floor().clip(0, bins - 1).cast(pl.Int64)
+    counts = dict(quality.select(idx.alias("b")).group_by("b").len().iter_rows())
+    return {f"{b / bins:.1f}-{(b + 1) / bins:.1f}": int(counts.get(b, 0)) for b in range(bins)}
