@@ -124,57 +124,87 @@ def output_shape(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.Series:
     return f.select(shape.alias("output_shape")).get_column("output_shape")
 
 
-def instruction_template(cfg: QualityThresholds, col: str = FIRST_USER) -> pl.Expr:
-    """A key grouping rows generated from one prompt template.
+def instruction_template_stages(
+    cfg: QualityThresholds, col: str = FIRST_USER
+) -> list[list[pl.Expr]]:
+    """Stages computing ``instruction_template``, a key grouping rows generated from one
+    prompt template.
 
     The first line of the first user turn (its first 160 characters), quoted strings
-    masked, cut to its first ``cfg.template_words`` words, lower-cased, then numbers and long
-    tokens (ids, URLs, identifiers of at least ``cfg.template_mask_min_chars`` characters)
-    masked. E.g. 'Translate "Good morning" into French.' -> 'translate <q> into french.'.
-    Masking after the cut keeps the costly patterns on a few dozen characters per row.
+    masked, cut to its first ``cfg.template_words`` words, lower-cased, then numbers and
+    long tokens (ids, URLs, identifiers of at least ``cfg.template_mask_min_chars``
+    characters) masked. E.g. 'Translate "Good morning" into French.' ->
+    'translate <q> into french.'. Masking after the cut keeps the costly patterns on a few
+    dozen characters per row; the split is a stage of its own because its fields are read
+    several times (polars would recompute it per field).
     """
-    head = pl.col(col).str.head(160).str.strip_chars_start()
-    first_line = head.str.head(head.str.find("\n", literal=True).fill_null(160))
+    c = pl.col(col)
+    first_line = c.str.head(c.str.find("\n", literal=True).fill_null(160).clip(upper_bound=160))
     quoted = first_line.str.replace_all(r"\"[^\"]*\"|“[^”]*”|`[^`]*`|'[^'\s][^']*'", "<q>")
-    words = rf"^((?:[^ \t]+[ \t]+){{0,{max(cfg.template_words - 1, 0)}}}[^ \t]+)"
+    k = max(cfg.template_words, 1)
+    # splitn + concat: 2x cheaper than a capturing "first K words" regex.
+    parts = quoted.str.strip_chars_start().str.splitn(" ", k + 1).alias("_tpl_parts")
+    p = pl.col("_tpl_parts")
+    words = pl.concat_str(
+        [p.struct.field(f"field_{i}") for i in range(k)], separator=" ", ignore_nulls=True
+    )
     key = (
-        quoted.str.extract(words, 1)
-        .str.to_lowercase()
+        words.str.to_lowercase()
         .str.replace_all(rf"[^ \t]{{{cfg.template_mask_min_chars},}}", "<tok>")
         .str.replace_all(r"[0-9]+(?:[.,][0-9]+)*", "<n>")
+        .str.strip_chars()
     )
-    return key.fill_null("").alias("instruction_template")
+    return [[parts], [key.fill_null("").alias("instruction_template")]]
 
 
-def shape_outlier(cfg: QualityThresholds) -> list[pl.Expr]:
-    """``template_dominant_shape`` and ``shape_outlier`` from ``output_shape`` and the key.
+def with_instruction_template(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
+    """``frame`` plus ``instruction_template`` (see :func:`instruction_template_stages`)."""
+    for stage in instruction_template_stages(cfg):
+        frame = frame.with_columns(stage)
+    return frame.drop("_tpl_parts")
 
-    Window functions over (source, instruction_template): a group of at least
-    ``cfg.shape_min_group_rows`` rows whose most common shape covers at least
-    ``cfg.shape_dominant_share`` of it has a dominant shape; other shapes in it are outliers.
-    Ties cannot reach a share above 0.5, so the dominant shape is unique.
+
+def with_shape_outlier(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
+    """``frame`` plus ``template_dominant_shape`` and ``shape_outlier``.
+
+    Needs ``source``, ``instruction_template`` and ``output_shape``. A (source, template)
+    group of at least ``cfg.shape_min_group_rows`` rows whose most common shape covers at
+    least ``cfg.shape_dominant_share`` of it has a dominant shape; other shapes in it are
+    outliers. With a share above 0.5 the dominant shape is unique (ties are broken by name
+    for lower shares, which never make a shape dominant).
+
+    Computed on a small (group, shape) count table joined back on one integer key: window
+    functions over two string columns cost ~10x more at a million rows. The key is polars'
+    row hash, used only to group within this call (equality, not stored).
     """
-    group = ["source", "instruction_template"]
-    size = pl.len().over(group)
-    shape_n = pl.len().over([*group, "output_shape"])
-    top_n = shape_n.max().over(group)
-    dominant = (
-        pl.when(
-            (size >= cfg.shape_min_group_rows)
-            & (top_n.cast(pl.Float64) >= cfg.shape_dominant_share * size.cast(pl.Float64))
-            & (shape_n == top_n)
+    gid = pl.struct("source", "instruction_template").hash(seed=0).alias("_gid")
+    keyed = frame.select(gid, "output_shape")
+    counts = keyed.group_by("_gid", "output_shape").agg(pl.len().alias("_n"))
+    groups = (
+        counts.sort(["_gid", "_n", "output_shape"], descending=[False, True, False])
+        .group_by("_gid")
+        .agg(
+            pl.col("_n").sum().alias("_size"),
+            pl.col("_n").first().alias("_top"),
+            pl.col("output_shape").first().alias("_dom"),
         )
-        .then(pl.col("output_shape"))
-        .otherwise(None)
+        .filter(
+            (pl.col("_size") >= cfg.shape_min_group_rows)
+            & (
+                pl.col("_top").cast(pl.Float64)
+                >= cfg.shape_dominant_share * pl.col("_size").cast(pl.Float64)
+            )
+        )
+        .select("_gid", pl.col("_dom").alias("template_dominant_shape"))
     )
-    dom = dominant.drop_nulls().first().over(group)
-    return [
-        pl.when(size >= cfg.shape_min_group_rows).then(dom).alias("template_dominant_shape"),
+    dominant = keyed.join(groups, on="_gid", how="left", maintain_order="left")
+    out = frame.hstack([dominant["template_dominant_shape"]])
+    return out.with_columns(
         (
             pl.col("template_dominant_shape").is_not_null()
             & (pl.col("output_shape") != pl.col("template_dominant_shape"))
-        ).alias("shape_outlier"),
-    ]
+        ).alias("shape_outlier")
+    )
 
 
 def system_prompt_table(frame: pl.DataFrame) -> pl.DataFrame:

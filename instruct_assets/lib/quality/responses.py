@@ -345,19 +345,37 @@ def _line_measures(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
     ``cfg.repetition_min_line_chars`` bytes; ``response_lines`` counts all non-empty lines.
     """
     e = pl.element()
-    split = frame.select(ROW, PROSE, pl.col(PROSE).str.split("\n").alias("_all"))
+    text = pl.col(PROSE)
+    # One-line responses (about half) need no split: their statistics follow from length.
+    multi = text.str.contains("\n", literal=True).fill_null(False)
+    split = frame.select(
+        ROW,
+        PROSE,
+        multi.alias("_multi"),
+        text.str.len_bytes().fill_null(0).alias("_len"),
+        pl.when(multi).then(text).str.split("\n").alias("_all"),
+    )
+    one = pl.col("_len")
+    kept_one = (one >= cfg.repetition_min_line_chars).cast(pl.Int32)
     base = split.select(
         ROW,
         PROSE,
+        "_multi",
+        "_len",
         pl.col("_all")
         .list.eval(e.filter(e.str.len_bytes() >= cfg.repetition_min_line_chars))
         .alias("_lines"),
         pl.col("_all").list.eval(e.str.len_bytes()).alias("_lens"),
     ).with_columns(
-        pl.col("_lines").list.len().cast(pl.Int32).alias("_n"),
-        pl.col("_lines").list.n_unique().cast(pl.Int32).alias("_u"),
-        pl.col("_lens").list.max().fill_null(0).alias("_max_line"),
-        pl.col("_lens").list.eval((e > 0).cast(pl.Int32)).list.sum().alias("response_lines"),
+        pl.coalesce(pl.col("_lines").list.len().cast(pl.Int32), kept_one).alias("_n"),
+        pl.coalesce(pl.col("_lines").list.n_unique().cast(pl.Int32), kept_one).alias("_u"),
+        pl.coalesce(pl.col("_lens").list.max().cast(pl.Int64), one.cast(pl.Int64)).alias(
+            "_max_line"
+        ),
+        pl.coalesce(
+            pl.col("_lens").list.eval((e > 0).cast(pl.Int32)).list.sum().cast(pl.Int32),
+            (one > 0).cast(pl.Int32),
+        ).alias("response_lines"),
     )
     n, u = pl.col("_n"), pl.col("_u")
     # Character share of repeated lines: only rows with a repeated line can be non-zero, so

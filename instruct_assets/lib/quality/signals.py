@@ -178,13 +178,10 @@ def score_examples(normalized: pl.DataFrame, cfg: QualityThresholds | None = Non
     answered = responses.response_frame(frame, cfg)
     assert aligned[ROW].equals(frame[ROW]) and answered[ROW].equals(frame[ROW])
     frame = frame.hstack(aligned.drop(ROW)).hstack(answered.drop(ROW))
-    frame = frame.with_columns(
-        consistency.output_shape(frame, cfg),
-        consistency.instruction_template(cfg),
+    frame = consistency.with_instruction_template(
+        frame.with_columns(consistency.output_shape(frame, cfg)), cfg
     )
-    frame = frame.with_columns(consistency.shape_outlier(cfg)[0]).with_columns(
-        consistency.shape_outlier(cfg)[1]
-    )
+    frame = consistency.with_shape_outlier(frame, cfg)
     frame = frame.with_columns(_flag_list(FLAG_ORDER)).with_columns(_score(cfg))
     return frame.select(list(QUALITY_COLUMNS)).sort(KEY)
 
