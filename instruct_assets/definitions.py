@@ -1,7 +1,7 @@
 """The one entry point: ``defs`` for the UI/CLI, and ``build_defs`` for tests and the CLI.
 
-The data dir is read here and only here: ``build_defs(data_dir)`` when given, otherwise the
-``INSTRUCT_ASSETS_DATA`` environment variable, otherwise ``./data``.
+The data dir (and the refresh cron) are read here and only here: ``build_defs(data_dir)``
+when given, otherwise the ``INSTRUCT_ASSETS_DATA`` environment variable, otherwise ``./data``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,11 @@ import os
 
 import dagster as dg
 
+from instruct_assets.defs.automation import (
+    DEFAULT_REFRESH_CRON,
+    automation_sensor,
+    build_refresh_schedule,
+)
 from instruct_assets.defs.curation.assets import (
     benchmark_contamination,
     complexity_scores,
@@ -24,20 +29,29 @@ from instruct_assets.defs.settings import CurationSettings, QualitySettings
 from instruct_assets.defs.splits.assets import split_assignments
 from instruct_assets.lib.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR, DataPaths
 
+REFRESH_CRON_ENV = "INSTRUCT_ASSETS_REFRESH_CRON"
+
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> DataPaths:
     return DataPaths.at(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
-def build_defs(data_dir: str | os.PathLike | None = None) -> dg.Definitions:
-    """All assets, checks, sensors and resources, bound to one data dir."""
+def build_defs(data_dir: str | os.PathLike | None = None,
+               refresh_cron: str | None = None) -> dg.Definitions:
+    """All assets, checks, sensors, the schedule and resources, bound to one data dir.
+
+    ``refresh_cron``: when the full refresh runs (else ``$INSTRUCT_ASSETS_REFRESH_CRON``,
+    else daily at 03:00).
+    """
     paths = resolve_data_dir(data_dir)
+    cron = refresh_cron or os.environ.get(REFRESH_CRON_ENV) or DEFAULT_REFRESH_CRON
     return dg.Definitions(
         assets=[
             staged_examples, normalized_examples, quality_scores, complexity_scores,
             benchmark_contamination, curated_examples, split_assignments, training_exports,
         ],
-        sensors=[source_sensor],
+        sensors=[source_sensor, automation_sensor],
+        schedules=[build_refresh_schedule(cron)],
         resources={
             "data_dir": DataDir(path=str(paths.root)),
             "ingest_settings": IngestSettings(),

@@ -29,8 +29,10 @@ def staging_dir(paths: DataPaths, source: str) -> Path:
     return paths.partition_dir(paths.staging, source)
 
 
-def write_staging(paths: DataPaths, source: str, result: NormalizedSource) -> Path:
-    """Write examples, rejects and the file report of ``source`` to its staging folder."""
+def write_staging(paths: DataPaths, source: str, result: NormalizedSource,
+                  fingerprint: str | None = None, checks: dict | None = None) -> Path:
+    """Write examples, rejects and the report of ``source`` (with its input fingerprint and
+    check outcomes, so an unchanged source can be recognised later) to its staging folder."""
     folder = staging_dir(paths, source)
     write_parquet(result.examples, folder / EXAMPLES_FILE, NORMALIZED_SCHEMA)
     write_parquet(result.rejects, folder / REJECTS_FILE, REJECTS_SCHEMA)
@@ -42,6 +44,8 @@ def write_staging(paths: DataPaths, source: str, result: NormalizedSource) -> Pa
         "rejects_by_reason": result.rejects_by_reason(),
         "formats": result.formats(),
         "files": [asdict(f) for f in result.files],
+        "fingerprint": fingerprint,
+        "checks": checks or {},
     }
     with atomic_path(folder / REPORT_FILE) as tmp:
         tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -91,3 +95,19 @@ def scan_published(paths: DataPaths, sources: list[str]) -> pl.LazyFrame:
     if not files:
         return pl.LazyFrame(schema=NORMALIZED_SCHEMA)
     return pl.scan_parquet(files)
+
+
+def clear_staging(paths: DataPaths, source: str) -> None:
+    """Remove what is staged for ``source`` (nothing left to promote)."""
+    folder = staging_dir(paths, source)
+    for name in (EXAMPLES_FILE, REJECTS_FILE, REPORT_FILE):
+        (folder / name).unlink(missing_ok=True)
+
+
+def unchanged_since_publication(paths: DataPaths, source: str, fingerprint: str) -> dict | None:
+    """The published report when ``source`` was last published from the same fingerprint."""
+    report = read_report(paths, source)
+    if (report and report.get("fingerprint") == fingerprint and report.get("checks")
+            and paths.normalized_file(source).exists() and paths.rejects_file(source).exists()):
+        return report
+    return None

@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from instruct_assets.defs.automation import REFRESH_DOWNSTREAM
 from instruct_assets.defs.ingest.assets import NORMALIZED
 from instruct_assets.defs.metadata import column_schema, counts_markdown, markdown_table
 from instruct_assets.defs.quality.assets import QUALITY, registered_sources
@@ -28,7 +29,8 @@ CURATED = dg.AssetKey("curated_examples")
 
 @dg.asset(
     key=COMPLEXITY, deps=[NORMALIZED], group_name="curation", kinds={"polars", "parquet"},
-    pool="duckdb_write", code_version="complexity-1",
+    pool="duckdb_write", automation_condition=REFRESH_DOWNSTREAM,
+    code_version="complexity-1",
     description=(
         "Explainable complexity features per example (directives, reasoning demands, output "
         "constraints, turns and multi_turn_pattern, code/math in the prompt, answer length "
@@ -61,7 +63,8 @@ def complexity_scores(context: dg.AssetExecutionContext, data_dir: DataDir,
 
 @dg.asset(
     key=CONTAMINATION, deps=[NORMALIZED], group_name="curation", kinds={"polars", "parquet"},
-    pool="duckdb_write", code_version="decontam-1",
+    pool="duckdb_write", automation_condition=REFRESH_DOWNSTREAM,
+    code_version="decontam-1",
     description=(
         "Benchmark files under <data dir>/benchmarks/<name>/ (any supported format) indexed "
         "by word 13-grams (NeMo Curator style); every example sharing enough 13-grams with a "
@@ -97,7 +100,8 @@ def benchmark_contamination(context: dg.AssetExecutionContext, data_dir: DataDir
 
 @dg.asset(
     key=CURATED, deps=[QUALITY, CONTAMINATION], group_name="curation",
-    kinds={"polars", "parquet"}, pool="duckdb_write", code_version="curation-1",
+    kinds={"polars", "parquet"}, pool="duckdb_write", automation_condition=REFRESH_DOWNSTREAM,
+    code_version="curation-1",
     description=(
         "One row per example with exclusion_reason (null when kept): contaminated:<benchmark>,"
         " flag:<flag>, below_quality_threshold or duplicate_of:<cluster>, the first that "

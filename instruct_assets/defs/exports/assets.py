@@ -6,10 +6,12 @@ JSONL gives back the same example ids.
 """
 
 import json
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 
+from instruct_assets.defs.automation import REFRESH_DOWNSTREAM
 from instruct_assets.defs.metadata import markdown_table
 from instruct_assets.defs.quality.assets import registered_sources
 from instruct_assets.defs.resources import DataDir
@@ -35,7 +37,10 @@ EXPORT_CHECKS = {
 
 @dg.asset(
     key=EXPORTS, deps=[SPLITS], group_name="exports", kinds={"json", "parquet"},
-    code_version="exports-1",
+    automation_condition=REFRESH_DOWNSTREAM, code_version="exports-1",
+    # The daily refresh runs at 03:00: exports older than a day and a half are late.
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=36),
+                                                    warn_window=timedelta(hours=26)),
     description=(
         "Each split under <data dir>/exports/: OpenAI/TRL conversational JSONL (+ Parquet and "
         "an Axolotl datasets block), ShareGPT JSON with a LLaMA-Factory dataset_info.json, "

@@ -8,6 +8,7 @@ published; its previous published version stays in place.
 
 
 import time
+from dataclasses import asdict
 
 import dagster as dg
 import polars as pl
@@ -21,8 +22,15 @@ from instruct_assets.defs.metadata import (
 from instruct_assets.defs.partitions import source_partitions
 from instruct_assets.defs.resources import DataDir, IngestSettings
 from instruct_assets.lib import contract
+from instruct_assets.lib.fingerprint import source_fingerprint
 from instruct_assets.lib.normalize import normalize_source
-from instruct_assets.lib.publish import promote, read_report, write_staging
+from instruct_assets.lib.publish import (
+    clear_staging,
+    promote,
+    read_report,
+    unchanged_since_publication,
+    write_staging,
+)
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA
 from instruct_assets.lib.sources import discover_sources
 
@@ -74,25 +82,25 @@ def staged_examples(
         raise dg.Failure(
             f"source {source!r} has no folder under {paths.raw} and no entry in "
             f"{paths.sources_file}; the source sensor removes stale partitions")
+    spec = specs[source]
+    fingerprint = source_fingerprint(paths, spec, {}, CODE_VERSION)
+    unchanged = unchanged_since_publication(paths, source, fingerprint)
+    if unchanged is not None:
+        clear_staging(paths, source)
+        context.log.info(f"source {source!r} is unchanged since its last publication "
+                         f"(fingerprint {fingerprint}): nothing to redo")
+        return _unchanged_result(unchanged, fingerprint)
     started = time.perf_counter()
-    result = normalize_source(paths, specs[source])
+    result = normalize_source(paths, spec)
     seconds = time.perf_counter() - started
-    write_staging(paths, source, result)
     outcomes = {name: check(result.examples) for name, check in contract.ROW_CHECKS.items()}
     outcomes["row_accounting"] = contract.row_accounting(
         result.records_read, result.examples.height, result.rejects.height)
     outcomes["reject_rate_below_ceiling"] = contract.reject_rate(
         result.records_read, result.rejects.height, ingest_settings.max_reject_rate)
-    checks = [
-        dg.AssetCheckResult(
-            check_name=name, passed=o.passed, asset_key=STAGED,
-            description=o.description,
-            metadata={"failing_rows": o.failing, "sample_source_rows": o.sample_rows,
-                      "sample_example_ids": o.sample_ids, **({"counts": o.details}
-                                                            if o.details else {})},
-        )
-        for name, o in outcomes.items()
-    ]
+    write_staging(paths, source, result, fingerprint,
+                  {name: asdict(o) for name, o in outcomes.items()})
+    checks = [_check_result(name, o) for name, o in outcomes.items()]
     failed = [name for name, o in outcomes.items() if not o.passed and INGEST_CHECKS[name][1]]
     if failed:
         context.log.warning(f"source {source!r} is held back: blocking checks failed: {failed}")
@@ -118,9 +126,44 @@ def staged_examples(
             "preview": dg.MetadataValue.md(conversation_preview(result.examples)),
             "reject_sample": dg.MetadataValue.md(markdown_table(reject_sample)),
             "held_back_by": ", ".join(failed) if failed else "none",
+            "unchanged": False,
+            "fingerprint": fingerprint,
             "seconds": round(seconds, 3),
         },
         check_results=checks,
+        data_version=dg.DataVersion(fingerprint),
+    )
+
+
+def _check_result(name: str, o: contract.CheckOutcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=name, passed=o.passed, asset_key=STAGED, description=o.description,
+        metadata={"failing_rows": o.failing, "sample_source_rows": o.sample_rows,
+                  "sample_example_ids": o.sample_ids,
+                  **({"counts": o.details} if o.details else {})},
+    )
+
+
+def _unchanged_result(report: dict, fingerprint: str) -> dg.MaterializeResult:
+    """Re-report a source whose inputs, settings and code are those of its publication."""
+    outcomes = {name: contract.CheckOutcome(**o) for name, o in report["checks"].items()}
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report["rows"],
+            "dagster/column_schema": column_schema(NORMALIZED_SCHEMA),
+            "records_read": report["records_read"],
+            "rows_written": report["rows"],
+            "rejects": report["rejects"],
+            "reject_rate": round(report["rejects"] / max(report["records_read"], 1), 4),
+            "rejects_by_reason": dg.MetadataValue.md(
+                counts_markdown(report["rejects_by_reason"], "reason_code")),
+            "formats_detected": dg.MetadataValue.md(counts_markdown(report["formats"], "format")),
+            "held_back_by": "none",
+            "unchanged": True,
+            "fingerprint": fingerprint,
+        },
+        check_results=[_check_result(name, o) for name, o in outcomes.items()],
+        data_version=dg.DataVersion(fingerprint),
     )
 
 
@@ -142,6 +185,13 @@ def normalized_examples(context: dg.AssetExecutionContext, data_dir: DataDir
                         ) -> dg.MaterializeResult:
     source = context.partition_key
     paths = data_dir.paths
+    if read_report(paths, source, staged=True) is None:
+        # staged_examples found the source unchanged since its publication: nothing to move.
+        report = read_report(paths, source) or {}
+        return dg.MaterializeResult(
+            metadata={"dagster/row_count": report.get("rows", 0), "unchanged": True,
+                      "path": dg.MetadataValue.path(str(paths.normalized_file(source)))},
+            data_version=dg.DataVersion(report.get("fingerprint") or "unknown"))
     targets = promote(paths, source)
     report = read_report(paths, source) or {}
     preview = pl.read_parquet(targets["examples.parquet"], n_rows=5)
@@ -154,4 +204,5 @@ def normalized_examples(context: dg.AssetExecutionContext, data_dir: DataDir
         "formats_detected": dg.MetadataValue.md(counts_markdown(report.get("formats", {}),
                                                                 "format")),
         "preview": dg.MetadataValue.md(conversation_preview(preview)),
-    })
+        "unchanged": False,
+    }, data_version=dg.DataVersion(report.get("fingerprint") or "unknown"))

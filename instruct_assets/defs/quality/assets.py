@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from instruct_assets.defs.automation import REFRESH_DOWNSTREAM
 from instruct_assets.defs.ingest.assets import NORMALIZED
 from instruct_assets.defs.metadata import column_schema, counts_markdown, markdown_table
 from instruct_assets.defs.partitions import SOURCES_PARTITION
@@ -51,7 +52,7 @@ def registered_sources(context: dg.AssetExecutionContext) -> list[str]:
     group_name="quality",
     kinds={"polars", "duckdb", "parquet"},
     pool="duckdb_write",
-    code_version=CODE_VERSION,
+    automation_condition=REFRESH_DOWNSTREAM, code_version=CODE_VERSION,
     description=(
         "One row per published example with every quality signal as its own column (vague "
         "or missing-context instructions, output misalignment, empty/truncated answers, "

@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from instruct_assets.defs.automation import REFRESH_DOWNSTREAM
 from instruct_assets.defs.curation.assets import COMPLEXITY, CURATED
 from instruct_assets.defs.metadata import column_schema, markdown_table
 from instruct_assets.defs.quality.assets import registered_sources
@@ -39,7 +40,8 @@ SPLIT_CHECKS = {
 @dg.asset(
     key=SPLITS, deps=[CURATED, COMPLEXITY], group_name="splits", kinds={"polars", "parquet",
                                                                       "duckdb"},
-    pool="duckdb_write", code_version="splits-1",
+    pool="duckdb_write", automation_condition=REFRESH_DOWNSTREAM,
+    code_version="splits-1",
     description=(
         "Deterministic train/eval assignment of the kept examples: groups of rows linked by a "
         "duplicate cluster or a shared normalised user prompt move together; groups are "
