@@ -28,8 +28,10 @@ def load_benchmarks(paths: DataPaths) -> tuple[pl.DataFrame, dict[str, int]]:
     """(items, rejects per benchmark): every readable item of every benchmark folder."""
     frames, rejects = [], {}
     for name in benchmark_names(paths):
-        spec = SourceSpec(name=name, files=(f"benchmarks/{name}/**/*",))
-        result = normalize_source(paths, spec)
+        folder = paths.benchmarks / name
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
+            part.startswith(".") for part in p.relative_to(folder).parts))
+        result = normalize_source(paths, SourceSpec(name=name), files)
         rejects[name] = result.rejects.height
         frames.append(result.examples.select(
             pl.lit(name).alias("benchmark"),

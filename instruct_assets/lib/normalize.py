@@ -75,12 +75,14 @@ class NormalizedSource:
         return dict(sorted((f, int(n)) for f, n in counts.iter_rows()))
 
 
-def normalize_source(paths: DataPaths, spec: SourceSpec) -> NormalizedSource:
-    """Normalize every file of ``spec``; the result is deterministic for the same bytes."""
+def normalize_source(paths: DataPaths, spec: SourceSpec,
+                     files: list[Path] | None = None) -> NormalizedSource:
+    """Normalize every file of ``spec`` (or ``files``, when a caller lists them itself);
+    the result is deterministic for the same bytes."""
     examples, rejects, reports = [], [], []
     con = duckdb.connect()
     try:
-        for file in source_files(paths, spec):
+        for file in source_files(paths, spec) if files is None else files:
             ex, rej, report = normalize_file(con, paths, spec, file)
             examples.append(ex)
             rejects.append(rej)
