@@ -104,6 +104,115 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sources(args: argparse.Namespace) -> int:
+    """Sources with their detected format, rows, rejects and last materialization."""
+    from instruct_assets.defs.ingest.assets import NORMALIZED, STAGED
+    from instruct_assets.lib.publish import read_report
+    from instruct_assets.lib.sources import SourcesConfigError, discover_sources
+
+    paths = _data_paths(args)
+    instance = _instance(args)
+    try:
+        specs = discover_sources(paths)
+    except SourcesConfigError as exc:
+        raise CliError(str(exc)) from exc
+    rows = []
+    for name, spec in specs.items():
+        published = read_report(paths, name)
+        staged = read_report(paths, name, staged=True)
+        latest = staged or published or {}
+        last = _latest(instance, STAGED, name)
+        pub = _latest(instance, NORMALIZED, name) if last is not None else None
+        held = bool(staged) and staged.get("fingerprint") != (published or {}).get("fingerprint")
+        failed = [c for c, o in (latest.get("checks") or {}).items() if not o["passed"]]
+        rows.append({
+            "source": name,
+            "format": ",".join(latest.get("formats", {})) or "-",
+            "origin": spec.origin,
+            "rows": latest.get("rows", 0),
+            "rejects": latest.get("rejects", 0),
+            "status": ("not ingested" if not latest else
+                       f"held back ({', '.join(failed)})" if held and failed else
+                       "published"),
+            "last_ingested": _when(last),
+            "last_published": _when(pub),
+        })
+    _print_table(rows, ["source", "format", "origin", "rows", "rejects", "status",
+                        "last_ingested", "last_published"])
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The latest result of every asset check (and which failing ones block)."""
+    from instruct_assets.definitions import build_defs
+
+    paths = _data_paths(args, must_have_raw=False)
+    instance = _instance(args)
+    defs = build_defs(paths.root)
+    graph = defs.resolve_asset_graph()
+    keys = sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name))
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    from instruct_assets.lib.publish import read_report
+    from instruct_assets.lib.sources import discover_sources
+
+    rows = []
+    for name in discover_sources(paths):
+        report = read_report(paths, name, staged=True) or read_report(paths, name) or {}
+        for check, o in sorted((report.get("checks") or {}).items()):
+            rows.append({"asset": "staged_examples", "check": check, "blocking": "yes",
+                         "result": "passed" if o["passed"] else "FAILED", "partition": name,
+                         "description": o["description"]})
+    keys = [k for k in keys if k.asset_key.to_user_string() != "staged_examples"]
+    for key in keys:
+        record = latest.get(key)
+        evaluation = record.evaluation if record else None
+        spec = graph.get_check_spec(key)
+        rows.append({
+            "asset": key.asset_key.to_user_string(),
+            "check": key.name,
+            "blocking": "yes" if spec.blocking else "no",
+            "result": ("never run" if record is None else str(record.status.value).lower()
+                       if evaluation is None else "passed" if evaluation.passed else
+                       ("FAILED" if evaluation.severity.value == "ERROR" else "warn")),
+            "partition": (record.event.dagster_event.partition if record and record.event
+                          and record.event.dagster_event else None) or "",
+            "description": (evaluation.description or "") if evaluation else "",
+        })
+    if not args.all:
+        rows = [r for r in rows if r["result"] != "passed" or r["asset"] != "staged_examples"]
+    _print_table(rows, ["asset", "check", "blocking", "result", "partition", "description"])
+    return 1 if any(r["result"] == "FAILED" and r["blocking"] == "yes" for r in rows) else 0
+
+
+def _latest(instance, key, partition: str):
+    import dagster as dg
+
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1)
+    return result.records[0].event_log_entry if result.records else None
+
+
+def _when(event) -> str:
+    if event is None:
+        return "-"
+    import datetime
+
+    return datetime.datetime.fromtimestamp(event.timestamp, datetime.UTC).strftime(
+        "%Y-%m-%d %H:%M:%S UTC")
+
+
+def _print_table(rows: list[dict], columns: list[str], width: int = 60) -> None:
+    def cell(v: object) -> str:
+        text = str(v)
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    widths = {c: max([len(c), *(len(cell(r[c])) for r in rows)]) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    print("  ".join("-" * widths[c] for c in columns))
+    for r in rows:
+        print("  ".join(cell(r[c]).ljust(widths[c]) for c in columns))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instruct-assets", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -125,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--timeout", type=float, default=100.0,
                      help="seconds to wait for a writer holding the warehouse")
     sql.set_defaults(func=cmd_sql)
+    sources = sub.add_parser("sources", parents=[common],
+                             help="list sources: format, rows, rejects, last materialization")
+    sources.set_defaults(func=cmd_sources)
+    status = sub.add_parser("status", parents=[common],
+                            help="latest result of every asset check")
+    status.add_argument("--all", action="store_true",
+                        help="also list every passed per-source ingestion check")
+    status.set_defaults(func=cmd_status)
     return parser
 
 

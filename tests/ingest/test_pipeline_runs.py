@@ -81,6 +81,23 @@ def test_cli_run_on_a_folder_of_real_files(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "3 of 4 sources published" in proc.stdout
     assert "held back: pydict (reject_rate_below_ceiling)" in proc.stdout
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "instruct_assets.cli", *args,
+                               "--data-dir", str(paths.root)],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    before = {p: p.stat().st_mtime_ns for p in paths.root.rglob("*") if p.is_file()}
+    listing = cli("sources")
+    assert listing.returncode == 0, listing.stderr
+    lines = {ln.split()[0]: ln for ln in listing.stdout.splitlines()[2:]}
+    assert "published" in lines["alpaca"] and " 999 " in lines["alpaca"]
+    assert "held back (reject_rate_below_ceiling)" in lines["pydict"]
+    status = cli("status")
+    assert status.returncode == 1  # a blocking check failed (pydict)
+    assert "reject_rate_below_ceiling" in status.stdout and "pydict" in status.stdout
+    assert "one_quality_row_per_example" in status.stdout
+    # both commands only read
+    assert {p: p.stat().st_mtime_ns for p in paths.root.rglob("*") if p.is_file()} == before
     total = sum(pl.read_parquet(paths.normalized_file(s)).height for s in FILES)
     rejects = sum(pl.read_parquet(paths.rejects_file(s)).height for s in FILES)
     assert (total, rejects) == (999 + 300 + 1000, 0)
