@@ -34,6 +34,7 @@ REJECT_REASONS: dict[str, str] = {
     "empty_content": "a user or assistant turn (or the whole conversation) is empty",
     "bad_role": "a speaker/role that is not known and not mapped in sources.yaml",
     "bad_turn_order": "turns violate the order the format demands (e.g. no user turn first)",
+    "too_large": "a single record larger than the configured ceiling",
 }
 
 MESSAGE_DTYPE = pl.Struct({"role": pl.String, "content": pl.String})
