@@ -25,8 +25,15 @@ from instruct_assets.defs.ingest.assets import normalized_examples, staged_examp
 from instruct_assets.defs.ingest.sensors import source_sensor
 from instruct_assets.defs.quality.assets import quality_scores
 from instruct_assets.defs.resources import DataDir, IngestSettings, warehouse_resource
+from instruct_assets.defs.review.assets import (
+    annotations_sensor,
+    human_annotations,
+    review_queue,
+)
 from instruct_assets.defs.settings import CurationSettings, QualitySettings
 from instruct_assets.defs.splits.assets import split_assignments
+from instruct_assets.defs.synthetic.assets import synthetic_variations
+from instruct_assets.defs.synthetic.resources import synthetic_endpoint_from_env
 from instruct_assets.lib.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR, DataPaths
 
 REFRESH_CRON_ENV = "INSTRUCT_ASSETS_REFRESH_CRON"
@@ -53,8 +60,9 @@ def build_defs(data_dir: str | os.PathLike | None = None,
         assets=[
             staged_examples, normalized_examples, quality_scores, complexity_scores,
             benchmark_contamination, curated_examples, split_assignments, training_exports,
+            human_annotations, review_queue, synthetic_variations,
         ],
-        sensors=[source_sensor, automation_sensor],
+        sensors=[source_sensor, automation_sensor, annotations_sensor],
         schedules=[build_refresh_schedule(cron)],
         resources={
             "data_dir": DataDir(path=str(paths.root)),
@@ -62,6 +70,7 @@ def build_defs(data_dir: str | os.PathLike | None = None,
             "quality_settings": QualitySettings(),
             "curation_settings": CurationSettings(),
             "duckdb": warehouse_resource(paths),
+            "synthetic_endpoint": synthetic_endpoint_from_env(),
         },
     )
 

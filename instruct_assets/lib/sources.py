@@ -32,6 +32,9 @@ import yaml
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.schema import FORMATS, ORIGINS
 
+#: Folders named ``synthetic_*`` (written by ``synthetic_variations``) default to
+#: ``origin: synthetic`` when ``sources.yaml`` says nothing about them.
+SYNTHETIC_PREFIX = "synthetic_"
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 ALLOWED_KEYS = {"format", "columns", "tags", "roles", "merged_prompt", "system_prompt",
                 "origin", "license", "notes", "files", "role"}
@@ -180,7 +183,9 @@ def discover_sources(paths: DataPaths) -> dict[str, SourceSpec]:
         for folder in sorted(p for p in paths.raw.iterdir() if p.is_dir()):
             if folder.name.startswith(".") or not SOURCE_NAME.match(folder.name):
                 continue
-            found[folder.name] = specs.get(folder.name, SourceSpec(name=folder.name))
+            default = SourceSpec(name=folder.name, origin="synthetic"
+                                 if folder.name.startswith(SYNTHETIC_PREFIX) else "human")
+            found[folder.name] = specs.get(folder.name, default)
     for name, spec in specs.items():
         if spec.files:
             found[name] = spec

@@ -31,6 +31,12 @@ RELATIONS: dict[str, str] = {
     "complexity": "complexity features, complexity_score and complexity_tier per example",
     "contamination": "benchmark n-gram hits per example",
     "contamination_hits": "per benchmark: items hit and examples hit",
+    "edited_examples": "human-edited conversations under their new example_id, with "
+                       "original_example_id",
+    "annotations": "one row per human annotation: source, example_id, verdict, "
+                   "edited_content, reason, annotator, annotated_at, tool",
+    "annotation_rejects": "annotation records that could not be used, with reason_code",
+    "review_queue": "the examples queued for human review, why, and their position",
 }
 
 

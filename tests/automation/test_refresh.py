@@ -10,7 +10,8 @@ from instruct_assets.defs.ingest.assets import NORMALIZED, STAGED
 from tests.support import make_data_dir, real, run_all
 
 DOWNSTREAM = {"quality_scores", "complexity_scores", "benchmark_contamination",
-              "curated_examples", "split_assignments", "training_exports"}
+              "curated_examples", "split_assignments", "training_exports", "annotations",
+              "review_queue"}
 
 
 def requested(result) -> set[str]:
@@ -52,7 +53,8 @@ def test_sensors_and_schedule_run_by_default():
     defs = build_defs("/nonexistent", refresh_cron="15 2 * * *")
     assert {s.name: s.default_status for s in defs.sensors} == {
         "source_sensor": dg.DefaultSensorStatus.RUNNING,
-        "downstream_automation": dg.DefaultSensorStatus.RUNNING}
+        "downstream_automation": dg.DefaultSensorStatus.RUNNING,
+        "annotations_sensor": dg.DefaultSensorStatus.RUNNING}
     (schedule,) = defs.schedules
     assert schedule.cron_schedule == "15 2 * * *"
 

@@ -18,13 +18,18 @@ from instruct_assets.lib.benchmarks import load_benchmarks
 from instruct_assets.lib.complexity import score_complexity, tier_summary
 from instruct_assets.lib.curation import curate, rule_counts
 from instruct_assets.lib.decontaminate import build_benchmark_index, find_contamination, hit_table
-from instruct_assets.lib.parquet_io import write_parquet
+from instruct_assets.lib.parquet_io import read_parquet_or_empty, write_parquet
+from instruct_assets.lib.review.annotations import ANNOTATIONS_SCHEMA
+from instruct_assets.lib.review.io import examples_for
+from instruct_assets.lib.review.layout import ReviewPaths
+from instruct_assets.lib.review.verdicts import EDITED_SCHEMA, apply_verdicts
 from instruct_assets.lib.stage_io import live_sources, read_examples
 from instruct_assets.lib.warehouse import replace_views, view_over
 
 COMPLEXITY = dg.AssetKey("complexity_scores")
 CONTAMINATION = dg.AssetKey("benchmark_contamination")
 CURATED = dg.AssetKey("curated_examples")
+ANNOTATIONS = dg.AssetKey("annotations")  # defs.review.assets (imports this module)
 
 
 @dg.asset(
@@ -99,13 +104,21 @@ def benchmark_contamination(context: dg.AssetExecutionContext, data_dir: DataDir
 
 
 @dg.asset(
-    key=CURATED, deps=[QUALITY, CONTAMINATION], group_name="curation",
+    key=CURATED, deps=[QUALITY, CONTAMINATION, ANNOTATIONS], group_name="curation",
     kinds={"polars", "parquet"}, pool="duckdb_write", automation_condition=REFRESH_DOWNSTREAM,
-    code_version="curation-1",
+    code_version="curation-2",
     description=(
-        "One row per example with exclusion_reason (null when kept): contaminated:<benchmark>,"
-        " flag:<flag>, below_quality_threshold or duplicate_of:<cluster>, the first that "
-        "applies; thresholds are CurationSettings. Warehouse relation: curation."),
+        "One row per example with exclusion_reason (null when kept): human_rejected, "
+        "contaminated:<benchmark>, flag:<flag>, below_quality_threshold or "
+        "duplicate_of:<cluster>, the first that applies; thresholds are CurationSettings. "
+        "Human verdicts (annotations) apply: reject excludes, accept overrides quality "
+        "exclusions (human_override), edit replaces the response (new example_id, "
+        "original_example_id kept; the edited rows in curation/edited_examples.parquet). "
+        "Warehouse relations: curation, edited_examples."),
+    check_specs=[dg.AssetCheckSpec(
+        "no_conflicting_human_verdicts", asset=CURATED, blocking=False,
+        description="no example has disagreeing human verdicts (resolved: latest time "
+                    "wins, ties -> reject) (WARN)")],
 )
 def curated_examples(context: dg.AssetExecutionContext, data_dir: DataDir,
                      curation_settings: CurationSettings, duckdb: DuckDBResource
@@ -115,11 +128,19 @@ def curated_examples(context: dg.AssetExecutionContext, data_dir: DataDir,
         "source", "example_id", "quality_score", "quality_flags", "dup_cluster_id",
         "is_dup_representative"])
     contamination = pl.read_parquet(paths.curation / "contamination.parquet")
-    curated = curate(quality, curation_settings.curation_config(), contamination).sort(
-        "source", "example_id")
+    curated = curate(quality, curation_settings.curation_config(), contamination)
+    human = read_parquet_or_empty(ReviewPaths(paths).annotations, ANNOTATIONS_SCHEMA)
+    examples = examples_for(paths, live_sources(paths, registered_sources(context)),
+                            human.select("source", "example_id"))
+    verdicts = apply_verdicts(curated, human, examples)
+    curated = verdicts.curated.sort("source", "example_id")
     target = write_parquet(curated, paths.curation / "curation.parquet")
+    edited = write_parquet(verdicts.edited_examples, paths.curation / "edited_examples.parquet",
+                           EDITED_SCHEMA)
     with duckdb.get_connection() as con:
-        replace_views(con, {"curation": view_over([target], curated.schema)})
+        replace_views(con, {"curation": view_over([target], curated.schema),
+                            "edited_examples": view_over([edited], EDITED_SCHEMA)})
+    conflicts = verdicts.conflicts
     rules = rule_counts(curated)
     removed = {r["rule"]: int(r["removed"]) for r in rules.iter_rows(named=True)}
     return dg.MaterializeResult(metadata={
@@ -129,4 +150,9 @@ def curated_examples(context: dg.AssetExecutionContext, data_dir: DataDir,
         "excluded": int((~curated["kept"]).sum()),
         **{f"removed_{k}": v for k, v in removed.items() if k != "kept"},
         "removed_by_rule": dg.MetadataValue.md(markdown_table(rules, limit=20)),
-    })
+        **{f"human_{k}": v for k, v in verdicts.counts.items()},
+    }, check_results=[dg.AssetCheckResult(
+        check_name="no_conflicting_human_verdicts", asset_key=CURATED,
+        passed=conflicts.height == 0, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"conflicts": conflicts.height,
+                  "examples": dg.MetadataValue.md(markdown_table(conflicts, limit=20))})])

@@ -16,6 +16,7 @@ from instruct_assets.defs.metadata import column_schema, markdown_table
 from instruct_assets.defs.quality.assets import registered_sources
 from instruct_assets.defs.resources import DataDir
 from instruct_assets.defs.settings import CurationSettings
+from instruct_assets.lib.complexity import score_complexity
 from instruct_assets.lib.parquet_io import write_parquet
 from instruct_assets.lib.split_sets import SPLIT_NAMES, build_splits
 from instruct_assets.lib.splits import check_split_integrity, split_report
@@ -59,6 +60,14 @@ def split_assignments(context: dg.AssetExecutionContext, data_dir: DataDir,
     curated = pl.read_parquet(paths.curation / "curation.parquet")
     complexity = pl.read_parquet(paths.curation / "complexity.parquet",
                                  columns=["source", "example_id", "complexity_tier"])
+    edited_file = paths.curation / "edited_examples.parquet"
+    edited = (pl.read_parquet(edited_file).select(examples.columns) if edited_file.exists()
+              else examples.clear())
+    if edited.height:  # human edits: the edited conversations, under their new ids
+        examples = pl.concat([examples, edited])
+        tiers = score_complexity(edited, curation_settings.complexity_config())
+        complexity = pl.concat([complexity, tiers.select(
+            "source", "example_id", pl.col("complexity_tier").cast(pl.String))])
     cfg = curation_settings.split_config()
     assignments, sets = build_splits(examples, curated, complexity, cfg)
     target = write_parquet(assignments, paths.splits / "assignments.parquet")

@@ -1,0 +1,217 @@
+"""Human verdicts applied to curation: reject, edit, or accept over an automatic flag.
+
+One verdict per example (:func:`resolve_verdicts`), by this rule: **the latest
+``annotated_at`` wins; a null time is older than any known time; verdicts tied at the
+latest time resolve to the most conservative one, ``reject`` > ``edit`` > ``accept``**
+(two tied edits: the greatest annotator, then text, then reason, tool and annotation
+reference, so the choice never depends on row order).
+Every example whose annotations disagree (more than one distinct verdict or edited text)
+is listed by :func:`verdict_conflicts`, with how it was resolved.
+
+:func:`apply_verdicts` then, on the curated table:
+
+* ``reject``: excluded with ``exclusion_reason = "human_rejected"`` (first in
+  ``all_reasons``), whatever the automatic rules said.
+* ``accept``: the automatic *quality* judgments (``flag:*``, ``below_quality_threshold``)
+  no longer exclude it; contamination and duplicate exclusions still do (a reviewer sees
+  one conversation, not the benchmarks or its copies). ``human_override`` marks rows kept
+  only because of the human.
+* ``edit``: as accept, and the last assistant turn is replaced by the edited text; the row
+  takes the id of the edited conversation (same hash as ingestion, ``normalize.assign_ids``)
+  and keeps the old one in ``original_example_id``. If the edited conversation already
+  exists in the source, the row is excluded as ``duplicate_of:<that id>`` under the id
+  ``<hash>-edit-<original id>``. The edited conversations come back as canonical rows
+  (:attr:`VerdictOutcome.edited_examples`) for the stages that read content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import polars as pl
+
+from instruct_assets.lib.normalize import CONTENT_KEY_SQL
+from instruct_assets.lib.schema import NORMALIZED_SCHEMA
+
+KEY = ["source", "example_id"]
+
+#: Verdict severity for ties (higher wins).
+SEVERITY: dict[str, int] = {"accept": 0, "edit": 1, "reject": 2}
+
+#: Curation rules a human accept overrides (prefixes of ``exclusion_reason``).
+OVERRIDABLE_RULES: tuple[str, ...] = ("flag", "below_quality_threshold")
+
+HUMAN_REJECTED = "human_rejected"
+
+EDITED_SCHEMA = pl.Schema({**NORMALIZED_SCHEMA, "original_example_id": pl.String})
+
+
+@dataclass(frozen=True)
+class VerdictOutcome:
+    """Curated rows after the verdicts, the edited conversations, and what happened."""
+
+    curated: pl.DataFrame
+    edited_examples: pl.DataFrame
+    conflicts: pl.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _ordered(annotations: pl.DataFrame) -> pl.DataFrame:
+    return annotations.with_columns(
+        _sev=pl.col("verdict").replace_strict(SEVERITY, default=-1, return_dtype=pl.Int32),
+    ).sort([*KEY, "annotated_at", "_sev", "annotator", "edited_content", "reason", "tool",
+            "annotation_ref"], nulls_last=False)
+
+
+def resolve_verdicts(annotations: pl.DataFrame) -> pl.DataFrame:
+    """One row per (source, example_id): the winning ``verdict``, its ``edited_content``,
+    ``reason``, ``annotator`` and ``annotated_at``, plus ``n_annotations``."""
+    ordered = _ordered(annotations)
+    winner = ordered.group_by(KEY, maintain_order=True).agg(
+        pl.col("verdict", "edited_content", "reason", "annotator", "annotated_at", "tool")
+        .last(),
+        n_annotations=pl.len().cast(pl.Int64),
+    )
+    return winner.sort(KEY)
+
+
+def verdict_conflicts(annotations: pl.DataFrame) -> pl.DataFrame:
+    """Examples whose annotations disagree: their verdicts, annotators, the resolved
+    verdict and ``resolution`` (``latest`` when one annotation is the latest,
+    ``tie_most_conservative`` when several share the latest time)."""
+    ordered = _ordered(annotations)
+    opinion = pl.struct("verdict", "edited_content")
+    latest = pl.col("annotated_at").max()
+    grouped = ordered.group_by(KEY, maintain_order=True).agg(
+        n_annotations=pl.len().cast(pl.Int64),
+        n_opinions=opinion.n_unique(),
+        verdicts=pl.col("verdict").unique().sort(),
+        annotators=pl.col("annotator").drop_nulls().unique().sort(),
+        resolved_verdict=pl.col("verdict").last(),
+        tied=(pl.col("annotated_at") == latest).sum(),
+        null_times=pl.col("annotated_at").is_null().sum(),
+        latest=latest,
+    )
+    tied_at_top = pl.when(pl.col("latest").is_null()).then(pl.col("null_times")) \
+        .otherwise(pl.col("tied"))
+    return (grouped.filter(pl.col("n_opinions") > 1)
+            .with_columns(resolution=pl.when(tied_at_top > 1)
+                          .then(pl.lit("tie_most_conservative")).otherwise(pl.lit("latest")))
+            .select(*KEY, "n_annotations", "verdicts", "annotators", "resolved_verdict",
+                    "resolution")
+            .sort(KEY))
+
+
+def _override_pattern(rules: tuple[str, ...]) -> str:
+    return "^(?:" + "|".join(rules) + ")(?::|$)"
+
+
+def edited_conversations(edits: pl.DataFrame, examples: pl.DataFrame) -> pl.DataFrame:
+    """Canonical rows for ``edits`` (``source``, ``example_id``, ``edited_content``): the
+    example with its last turn's content replaced and ``new_id`` = the hash ingestion
+    would give it (``original_example_id`` keeps the old id)."""
+    rows = examples.join(edits.select(*KEY, "edited_content"), on=KEY, how="inner")
+    n = pl.col("messages").list.len()
+    last_role = pl.col("messages").list.last().struct.field("role")
+    rows = rows.with_columns(
+        messages=pl.concat_list(
+            pl.col("messages").list.slice(0, n - 1),
+            pl.struct(last_role.alias("role"), pl.col("edited_content").alias("content")),
+        ),
+        original_example_id=pl.col("example_id"),
+    )
+    keyed = rows.select("messages", "tools")  # noqa: F841 - read by DuckDB by name
+    con = duckdb.connect()
+    try:
+        digests = con.sql(f"SELECT substr(md5({CONTENT_KEY_SQL}), 1, 16) AS h FROM keyed").pl()
+    finally:
+        con.close()
+    return rows.with_columns(new_id=digests["h"])
+
+
+def apply_verdicts(
+    curated: pl.DataFrame,
+    annotations: pl.DataFrame,
+    examples: pl.DataFrame,
+    overridable: tuple[str, ...] = OVERRIDABLE_RULES,
+) -> VerdictOutcome:
+    """``curated`` (``curation.curate`` output) with the human verdicts applied.
+
+    Same rows in the same order, plus ``human_verdict`` (null without one),
+    ``human_override`` (kept only because a human accepted or edited it) and
+    ``original_example_id`` (set on edited rows, whose ``example_id`` is the edited
+    conversation's). ``examples``: published rows holding at least the annotated ones
+    (the content of edits); ids already taken are looked up in ``curated`` and ``examples``.
+    """
+    current = examples.select(
+        *KEY, pl.col("messages").list.last().struct.field("content").alias("_current"))
+    final = resolve_verdicts(annotations).join(current, on=KEY, how="left").select(
+        *KEY,
+        # an "edit" that changes nothing is an accept
+        pl.when((pl.col("verdict") == "edit") & (pl.col("edited_content") == pl.col("_current")))
+        .then(pl.lit("accept")).otherwise(pl.col("verdict")).alias("human_verdict"),
+        "edited_content")
+    frame = curated.join(final, on=KEY, how="left", maintain_order="left")
+    verdict = pl.col("human_verdict")
+
+    # edits: new ids, collisions with existing rows of the source or with each other
+    edits = frame.filter(verdict == "edit").select(*KEY, "edited_content")
+    conv = edited_conversations(edits, examples)
+    taken = pl.concat([curated.select(KEY), examples.select(KEY)]).unique().select(
+        "source", pl.col("example_id").alias("new_id"))
+    clash_existing = conv.join(taken, on=["source", "new_id"], how="semi")["example_id"]
+    conv = conv.sort("source", "original_example_id").with_columns(
+        _clash=pl.col("example_id").is_in(clash_existing.implode())
+        | (pl.int_range(pl.len()).over("source", "new_id") > 0),
+    ).with_columns(
+        final_id=pl.when("_clash").then(pl.format("{}-edit-{}", "new_id", "original_example_id"))
+        .otherwise(pl.col("new_id")),
+    )
+    ids = conv.select(*KEY, "final_id", "new_id", "_clash")
+    frame = frame.join(ids, on=KEY, how="left", maintain_order="left")
+
+    hard = pl.col("all_reasons").list.eval(
+        pl.element().filter(~pl.element().str.contains(_override_pattern(overridable))))
+    first_hard = hard.list.first()
+    vouched = verdict.is_in(["accept", "edit"])
+    clash = pl.col("_clash").fill_null(False)
+    dup_reason = pl.format("duplicate_of:{}", "new_id")
+    reason = (
+        pl.when(verdict == "reject").then(pl.lit(HUMAN_REJECTED))
+        .when(vouched & clash).then(pl.coalesce(first_hard, dup_reason))
+        .when(vouched).then(first_hard)
+        .otherwise(pl.col("exclusion_reason"))
+    )
+    all_reasons = (
+        pl.when(verdict == "reject")
+        .then(pl.concat_list(pl.lit([HUMAN_REJECTED]), pl.col("all_reasons")))
+        .when(vouched & clash).then(pl.concat_list(pl.col("all_reasons"),
+                                                   pl.concat_list(dup_reason)))
+        .otherwise(pl.col("all_reasons"))
+    )
+    out = frame.with_columns(_was_kept=pl.col("kept")).with_columns(
+        exclusion_reason=reason,
+        all_reasons=all_reasons,
+        original_example_id=pl.when(pl.col("final_id").is_not_null()).then(pl.col("example_id")),
+        example_id=pl.coalesce("final_id", "example_id"),
+    ).with_columns(kept=pl.col("exclusion_reason").is_null()).with_columns(
+        human_override=vouched.fill_null(False) & pl.col("kept") & ~pl.col("_was_kept"),
+    )
+    out = out.select(*curated.columns, "human_verdict", "human_override",
+                     "original_example_id")
+
+    edited = conv.with_columns(example_id=pl.col("final_id")).select(EDITED_SCHEMA.names())
+    conflicts = verdict_conflicts(annotations)
+    known = curated.select(KEY)
+    counts = {
+        "verdicts": final.height,
+        "rejected": int(out.select((pl.col("human_verdict") == "reject").sum()).item() or 0),
+        "accepted": int(out.select((pl.col("human_verdict") == "accept").sum()).item() or 0),
+        "edited": int(out.select((pl.col("human_verdict") == "edit").sum()).item() or 0),
+        "overrides": int(out["human_override"].sum() or 0),
+        "edit_duplicates": int(conv["_clash"].sum() or 0) if conv.height else 0,
+        "orphan_verdicts": final.join(known, on=KEY, how="anti").height,
+        "conflicts": conflicts.height,
+    }
+    return VerdictOutcome(out, edited.cast(dict(EDITED_SCHEMA)).sort(KEY), conflicts, counts)
