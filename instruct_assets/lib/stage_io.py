@@ -14,11 +14,14 @@ from instruct_assets.lib.schema import NORMALIZED_SCHEMA, REJECTS_SCHEMA
 
 
 def read_examples(paths: DataPaths, sources: list[str]) -> pl.DataFrame:
-    """All published examples of ``sources``, sorted by (source, example_id)."""
-    files = [paths.normalized_file(s) for s in sources if paths.normalized_file(s).exists()]
+    """All published examples of ``sources``, in a fixed order: sources by name, each in its
+    published order (file, row). Stages sort their own outputs; no re-sort here (it cost
+    seconds per stage at a million rows)."""
+    files = [paths.normalized_file(s) for s in sorted(sources)
+             if paths.normalized_file(s).exists()]
     if not files:
         return pl.DataFrame(schema=NORMALIZED_SCHEMA)
-    return pl.read_parquet(files).sort("source", "example_id")
+    return pl.read_parquet(files)
 
 
 def rejects_per_source(paths: DataPaths, sources: list[str]) -> dict[str, int]:

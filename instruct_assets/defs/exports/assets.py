@@ -7,6 +7,7 @@ JSONL gives back the same example ids.
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -18,9 +19,8 @@ from instruct_assets.defs.resources import DataDir
 from instruct_assets.defs.settings import CurationSettings, QualitySettings
 from instruct_assets.defs.splits.assets import SPLITS
 from instruct_assets.lib.export.card import write_card
-from instruct_assets.lib.export.validate import validate_export
 from instruct_assets.lib.export.writers import KIND_PATHS, export_split
-from instruct_assets.lib.export_stats import card_stats, round_trip_ids
+from instruct_assets.lib.export_stats import card_stats, check_export, round_trip_ids
 from instruct_assets.lib.split_sets import SPLIT_NAMES
 from instruct_assets.lib.stage_io import live_sources
 
@@ -63,7 +63,7 @@ def training_exports(context: dg.AssetExecutionContext, data_dir: DataDir,
         "quality": quality_settings.model_dump(), "curation": curation_settings.model_dump()})
     card = write_card(paths.exports / "README.md", stats)
 
-    validations = [validate_export(info["path"], kind) | {"split": split}
+    validations = [check_export(Path(info["path"]), kind, info["rows"]) | {"split": split}
                    for split, res in results.items() for kind, info in res["formats"].items()]
     bad = [v for v in validations if not v["valid"]]
     count_errors = []

@@ -80,7 +80,7 @@ CODE_REQUEST_RE = (
     r"(?i)\b(?:write|create|implement|generate|develop|build|give me|provide|construct|"
     r"compose|produce|design|make|edit|modify|rewrite|refactor|fix|complete)\s+"
     r"(?:me\s+)?(?:a\s+|an\s+|the\s+|some\s+|this\s+)?(?:[a-z0-9+#.-]+\s+){0,3}?"
-    rf"{_CODE_NOUN}\b(?:\s+(?:for|about|of|in|on)\s+(?:a\s+|an\s+|the\s+)?[a-z]+)?"
+    rf"{_CODE_NOUN}\b(?:\s+(?:for|about|of|in|on)\s+(?:a\s+|an\s+|the\s+)?[a-z]+|\s+[a-z]+)?"
 )
 # Words in the matched request span that show the "code" noun is not code
 # ("a script for a movie", "a story about a program").
@@ -88,12 +88,20 @@ _NOT_CODE_RE = (
     r"(?i)\b(?:about|describing|explaining|story|poem|essay|article|summary|description|"
     r"explanation|review|song|letter|email|tweet|post|blog|comment|documentation|report|"
     r"movie|film|play|sales|call|video|podcast|commercial|scene|theatre|theater|speech|"
-    r"comedy|radio|youtube|tv|ad|advertisement|output|result)\b"
+    r"comedy|radio|youtube|tv|ad|advertisement|output|result|name|names|monologue|"
+    r"opening|episode|show|skit|screenplay)\b"
 )
 #: Questions about code ("How do I create a web page?", "What is the output of ...") want
 #: an explanation or an answer, not necessarily code.
+#: A "script" is code only next to a programming word; otherwise it is a screenplay.
+_PROGRAMMING_CONTEXT_RE = (
+    r"(?i)\b(?:python|bash|shell|javascript|js|typescript|powershell|perl|ruby|php|lua|sql|"
+    r"code|program|function|command|automat\w*|cron|batch|node|api|file|files|data|csv|json|"
+    r"install\w*|deploy\w*|server|linux|unix|windows|excel|vba|google apps|r)\b"
+)
 _CODE_QUESTION_RE = (
-    r"(?i)^\s*(?:how|what|why|when|which|where|who|explain|describe|is|are|can|does)\b"
+    r"(?i)^\s*(?:how|what|why|when|which|where|who|explain|describe|is|are|can|does|"
+    r"identify|classify|detect|determine|analy[sz]e|evaluate|compare|summari[sz]e)\b"
 )
 _ITEM_VERB = (
     r"(?:list|name|give|provide|suggest|generate|brainstorm|come up with|enumerate|identify|"
@@ -404,6 +412,26 @@ _WORD_SCREEN = (
     r"twenty|thirty|forty|fifty|hundred) ?-? ?words?"
 )
 _LANGUAGE_SCREEN = "|".join(_LANGS)
+#: Any of the screens: rows without a match cannot hold a request.
+ANY_REQUEST_SCREEN = "|".join(
+    f"(?:{p})"
+    for p in (
+        _JSON_SCREEN,
+        _CODE_SCREEN,
+        _ITEM_SCREEN,
+        _SENTENCE_SCREEN,
+        _WORD_SCREEN,
+        _LANGUAGE_SCREEN,
+    )
+)
+
+
+def _counts_items(req: pl.Expr) -> pl.Expr:
+    """True when the request counts things other than words/sentences ("50 short stories")."""
+    nouns = req.str.extract_all(_COUNT_PHRASE_RE).list.eval(
+        pl.element().str.extract(r"([a-z]+)$", 1)
+    )
+    return nouns.list.eval(~pl.element().is_in(_NOT_ITEMS)).list.any()
 
 
 def _screened(req: pl.Expr, *screens: str) -> pl.Expr:
@@ -424,6 +452,9 @@ def request_stages() -> list[list[pl.Expr]]:
     masked texts costs more than storing them.
     """
     req = pl.col("_req")
+    budget = pl.when(pl.col("_req_sent").is_not_null() | pl.col("_req_word").is_not_null()).then(
+        req
+    )
     lower = [pl.col(REQUEST_TEXT).str.to_lowercase().alias("_req")]
     masked = [
         _screened(req, _JSON_SCREEN).alias("_req_json"),
@@ -443,18 +474,19 @@ def request_stages() -> list[list[pl.Expr]]:
         .str.extract_groups(LANGUAGE_REQUEST_RE)
         .struct.field("lang")
         .alias("_lang"),
-        # "for each", "per item": a sentence/word budget then applies to parts, not the whole.
-        pl.when(pl.col("_req_sent").is_not_null() | pl.col("_req_word").is_not_null())
-        .then(req)
-        .str.contains(_EACH_RE)
-        .fill_null(False)
-        .alias("_each"),
+        # "for each", "per item", "50 stories under ten words": a sentence/word budget then
+        # applies to parts, not to the whole response.
+        (budget.str.contains(_EACH_RE) | _counts_items(budget)).fill_null(False).alias("_each"),
     ]
     span, item, sent, word = (pl.col(c) for c in ("_code_span", "_item", "_sent", "_word"))
     code_requested = (
         span.is_not_null()
         & ~span.str.contains(_NOT_CODE_RE)
         & ~pl.when(span.is_not_null()).then(req).str.contains(_CODE_QUESTION_RE)
+        & (
+            ~span.str.contains(r"\bscripts?\b")
+            | pl.when(span.is_not_null()).then(req).str.contains(_PROGRAMMING_CONTEXT_RE)
+        )
     ).fill_null(False)
     item_noun = item.struct.field("noun")
     # "2 goods and 2 services": several counts make the expected total ambiguous.
@@ -586,7 +618,10 @@ def alignment_frame(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame
     base = frame.select(ROW, LAST_USER, RESPONSE).with_columns(
         pl.col(RESPONSE).fill_null(""), request_text()
     )
-    req = base
+    # One union screen picks the ~20% of rows that may hold any request; the request stages
+    # then run on those alone (4x cheaper than masking every stage over all rows).
+    maybe = pl.col(REQUEST_TEXT).str.to_lowercase().str.contains(ANY_REQUEST_SCREEN)
+    req = base.filter(maybe.fill_null(False))
     for stage in request_stages():
         req = req.with_columns(stage)
     asked = req.filter(
@@ -639,14 +674,16 @@ def alignment_frame(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame
         "target_language_share",
         "misalignment_kind",
     ]
-    out = req.select(ROW, "json_requested", "code_requested").join(
+    found = req.select(ROW, "json_requested", "code_requested").join(
         measured.select(ROW, *[k for k in keep if k not in ("json_requested", "code_requested")]),
         on=ROW,
         how="left",
-        maintain_order="left",
     )
+    out = base.select(ROW).join(found, on=ROW, how="left", maintain_order="left")
     return out.select(ROW, *keep).with_columns(
-        pl.col("misalignment_kind").is_not_null().alias("output_misalignment")
+        pl.col("json_requested").fill_null(False),
+        pl.col("code_requested").fill_null(False),
+        pl.col("misalignment_kind").is_not_null().alias("output_misalignment"),
     )
 
 

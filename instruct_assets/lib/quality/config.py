@@ -93,13 +93,16 @@ class QualityThresholds:
     # Below ~200 characters a missing final period is normal (labels, short answers,
     # list items); above it, prose that stops on a letter or comma was usually cut off.
     truncation_min_chars: int = 200
+    # ... and its last line must be prose of at least this length: shorter last lines are
+    # signatures ("Sincerely,\nJohn"), list items or labels that end without a period.
+    truncation_min_last_line_chars: int = 60
     # More '{' + '[' than '}' + ']' by at least this much: a JSON or code body was cut.
     bracket_imbalance_min: int = 1
 
     # --- repetition (Gopher, Rae et al. 2021, table A1; FineWeb keeps the same values) ---
-    # Fraction of non-empty lines that repeat an earlier line.
+    # Fraction of lines (of at least repetition_min_line_chars) that repeat an earlier line.
     max_dup_line_frac: float = 0.30
-    # Fraction of characters in non-empty lines that repeat an earlier line.
+    # Fraction of the characters of those lines that sit in lines repeating an earlier one.
     max_dup_line_char_frac: float = 0.20
     # Characters covered by the most frequent word 2-gram (times its count) / all word chars.
     max_top_2gram_char_frac: float = 0.20
@@ -112,6 +115,9 @@ class QualityThresholds:
     # that show a cheap sign of looping: a repeated line, or a line this long (a runaway
     # generation rarely keeps emitting newlines). 4x a typical paragraph (~250 chars).
     repetition_screen_runaway_chars: int = 1000
+    # ... and "a repeated line" means repeated lines holding at least this share of the line
+    # characters: one repeated heading or closing line is normal; a loop repeats far more.
+    repetition_screen_min_dup_line_char_frac: float = 0.05
     # Lines shorter than this are structure, not content: speaker names in a screenplay
     # ("JENNY"), "}", "---", "\\hline", short labels. Gopher counts every line; on
     # instruction data such lines repeat legitimately, so duplicate-line ratios skip them.
@@ -154,10 +160,10 @@ class QualityThresholds:
     missing_context_system_holds_chars: int = 200
 
     # --- consistency ----------------------------------------------------------------------
-    # Words of the masked first user turn that make the template key; 6 words separate
-    # "Transform this data from TOML to CSV" from "... from JSON to YAML" and still group
-    # rows that differ only in their payload.
-    template_words: int = 6
+    # Words of the masked first user turn that make the template key: 7 words keep
+    # "Transform this data from TOML to CSV:" apart from "... from JSON to YAML:" and still
+    # group rows that differ only in their payload.
+    template_words: int = 7
     # Tokens at least this long (ids, hashes, URLs, long names) are masked in the key.
     template_mask_min_chars: int = 15
     # A template group needs this many rows before "the usual shape" means anything.

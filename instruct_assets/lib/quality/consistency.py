@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from instruct_assets.lib.quality.alignment import json_valid
 from instruct_assets.lib.quality.config import QualityThresholds
 from instruct_assets.lib.quality.text import (
     FENCE,
@@ -17,8 +18,10 @@ from instruct_assets.lib.quality.text import (
     MESSAGES,
     RESPONSE,
     SYSTEM,
+    add_columns,
     code_line_count,
     system_prompt,
+    with_text_columns,
 )
 
 #: ``output_shape`` values and what each means.
@@ -49,8 +52,6 @@ def output_shape(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.Series:
     or a ```json fence) only. Every input of the final decision is a column computed in one
     pass (in parallel), so the decision itself only reads booleans and counts.
     """
-    from instruct_assets.lib.quality.alignment import json_valid
-
     r = pl.col(RESPONSE)
     has = set(frame.columns)
     # Stage 1: cheap facts over every row.
@@ -86,7 +87,7 @@ def output_shape(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.Series:
             .str.count_matches(r"\S+")
             .alias("_short_words"),
         )
-        .collect()
+        .collect(engine="in-memory")
     )
     # Stage 2: JSON validity on the candidates only.
     cand = (
@@ -142,7 +143,7 @@ def instruction_template_stages(
     first_line = c.str.head(c.str.find("\n", literal=True).fill_null(160).clip(upper_bound=160))
     quoted = first_line.str.replace_all(r"\"[^\"]*\"|“[^”]*”|`[^`]*`|'[^'\s][^']*'", "<q>")
     k = max(cfg.template_words, 1)
-    # splitn + concat: 2x cheaper than a capturing "first K words" regex.
+    # splitn + concat: ~1.6x cheaper than a capturing "first K words" regex.
     parts = quoted.str.strip_chars_start().str.splitn(" ", k + 1).alias("_tpl_parts")
     p = pl.col("_tpl_parts")
     words = pl.concat_str(
@@ -160,24 +161,27 @@ def instruction_template_stages(
 def with_instruction_template(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
     """``frame`` plus ``instruction_template`` (see :func:`instruction_template_stages`)."""
     for stage in instruction_template_stages(cfg):
-        frame = frame.with_columns(stage)
+        frame = add_columns(frame, stage)
     return frame.drop("_tpl_parts")
 
 
 def with_shape_outlier(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
     """``frame`` plus ``template_dominant_shape`` and ``shape_outlier``.
 
-    Needs ``source``, ``instruction_template`` and ``output_shape``. A (source, template)
-    group of at least ``cfg.shape_min_group_rows`` rows whose most common shape covers at
-    least ``cfg.shape_dominant_share`` of it has a dominant shape; other shapes in it are
-    outliers. With a share above 0.5 the dominant shape is unique (ties are broken by name
-    for lower shares, which never make a shape dominant).
+    Needs ``source``, ``instruction_template`` and ``output_shape`` (and uses ``n_turns``
+    when present: the shape compared is the final response's, so a chat of another length
+    is another template). A (source, template) group of at least
+    ``cfg.shape_min_group_rows`` rows whose most common shape covers at least
+    ``cfg.shape_dominant_share`` of it has a dominant shape; other shapes in it are outliers.
+    With a share above 0.5 the dominant shape is unique (ties are broken by name for lower
+    shares, which never make a shape dominant).
 
     Computed on a small (group, shape) count table joined back on one integer key: window
-    functions over two string columns cost ~10x more at a million rows. The key is polars'
+    functions over two string columns cost ~8x more at a million rows. The key is polars'
     row hash, used only to group within this call (equality, not stored).
     """
-    gid = pl.struct("source", "instruction_template").hash(seed=0).alias("_gid")
+    key = ["source", "instruction_template"] + (["n_turns"] if "n_turns" in frame.columns else [])
+    gid = pl.struct(key).hash(seed=0).alias("_gid")
     keyed = frame.select(gid, "output_shape")
     counts = keyed.group_by("_gid", "output_shape").agg(pl.len().alias("_n"))
     groups = (
@@ -232,8 +236,6 @@ def shape_distribution(frame: pl.DataFrame, cfg: QualityThresholds | None = None
     Accepts a scored frame (with ``output_shape``) or a normalized one (shapes are computed).
     """
     if "output_shape" not in frame.columns:
-        from instruct_assets.lib.quality.text import with_text_columns
-
         texts = with_text_columns(frame)
         frame = texts.with_columns(output_shape(texts, cfg or QualityThresholds()))
     return (

@@ -1,7 +1,7 @@
 """Length signals: characters per role, approximate tokens, and what does not fit.
 
 Why approximate: exact counts need the target model's tokenizer, which the warehouse does
-not know (and which costs ~100x more than counting characters). ``approx_tokens`` is
+not know (and which costs far more than counting characters). ``approx_tokens`` is
 ``chars / cfg.chars_per_token`` (4: OpenAI's rule of thumb for English BPE) plus
 ``cfg.tokens_per_message`` per turn for the chat template; it undercounts CJK text.
 """

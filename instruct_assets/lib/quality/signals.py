@@ -12,8 +12,14 @@ from __future__ import annotations
 import polars as pl
 
 from instruct_assets.lib.quality import alignment, consistency, instructions, lengths, responses
-from instruct_assets.lib.quality.config import DUPLICATE_FLAGS, FLAG_ORDER, QualityThresholds
-from instruct_assets.lib.quality.text import FENCE, RESPONSE, code_line_count, with_text_columns
+from instruct_assets.lib.quality.config import FLAG_ORDER, QualityThresholds
+from instruct_assets.lib.quality.text import (
+    FENCE,
+    RESPONSE,
+    add_columns,
+    code_line_count,
+    with_text_columns,
+)
 
 ROW = "_row"
 KEY = ["source", "example_id"]
@@ -89,7 +95,7 @@ QUALITY_COLUMNS: dict[str, str] = {
     "json_requested": "the instruction asks for JSON output",
     "json_valid": "the response holds valid JSON (null unless JSON was requested)",
     "code_requested": "the instruction asks for code (a function, program, script, query)",
-    "has_code": "the response holds code (null unless a format was requested)",
+    "has_code": "the response holds code (null unless code was requested)",
     "requested_items": "N in 'list N things' (null if no count was requested)",
     "response_items": "items found in the response (null if no count was requested)",
     "requested_sentences": "N in 'in N sentence(s)' (null if not requested)",
@@ -130,30 +136,41 @@ QUALITY_COLUMNS: dict[str, str] = {
 }
 
 
-def _flag_list(flags: tuple[str, ...]) -> pl.Expr:
-    """list[str] of the names of raised boolean flag columns, in the given order."""
+def _flag_list(flags: dict[str, pl.Expr]) -> pl.Expr:
+    """list[str] of the names of the raised flags, in the order of ``flags``."""
     return (
-        pl.concat_list([pl.when(pl.col(f)).then(pl.lit(f)).otherwise(None) for f in flags])
+        pl.concat_list([pl.when(e).then(pl.lit(f)).otherwise(None) for f, e in flags.items()])
         .list.drop_nulls()
         .alias("quality_flags")
     )
 
 
-def _score(cfg: QualityThresholds, flags_col: str = "quality_flags") -> list[pl.Expr]:
-    """``quality_score`` and ``has_severe_flag`` from the flag list."""
-    names = sorted(set(FLAG_ORDER) | set(DUPLICATE_FLAGS) | set(cfg.weights))
-    weights = {name: cfg.weight(name) for name in names}
-    penalty = (
-        pl.col(flags_col)
-        .list.eval(pl.element().replace_strict(weights, default=0.0, return_dtype=pl.Float64))
-        .list.sum()
-        .fill_null(0.0)
+def _add_scores(
+    frame: pl.DataFrame, cfg: QualityThresholds, flags: dict[str, pl.Expr]
+) -> pl.DataFrame:
+    """``frame`` plus ``quality_flags``, ``has_severe_flag`` and ``quality_score``.
+
+    The score is plain arithmetic over the boolean flags (1 - sum of the raised flags'
+    weights, clipped to [0, 1]); the flag list is built only on rows that raised a flag
+    (a list of 14 candidates per row costs more than all other scoring steps together).
+    """
+    penalty = pl.sum_horizontal(
+        [e.fill_null(False).cast(pl.Float64) * cfg.weight(f) for f, e in flags.items()]
     )
-    severe = pl.col(flags_col).list.eval(pl.element().is_in(list(cfg.severe_flags))).list.any()
-    return [
-        severe.fill_null(False).alias("has_severe_flag"),
-        (1.0 - penalty).clip(0.0, 1.0).alias("quality_score"),
-    ]
+    severe = [e.fill_null(False) for f, e in flags.items() if f in cfg.severe_flags]
+    frame = add_columns(
+        frame,
+        [
+            (pl.any_horizontal(severe) if severe else pl.lit(False)).alias("has_severe_flag"),
+            (1.0 - penalty).clip(0.0, 1.0).alias("quality_score"),
+            pl.any_horizontal([e.fill_null(False) for e in flags.values()]).alias("_any_flag"),
+        ],
+    )
+    flagged = frame.filter(pl.col("_any_flag")).select(ROW, _flag_list(flags))
+    aligned = frame.select(ROW).join(flagged, on=ROW, how="left", maintain_order="left")
+    return frame.drop("_any_flag", "quality_flags", strict=False).hstack(
+        [aligned["quality_flags"].fill_null(pl.lit([], dtype=pl.List(pl.String)))]
+    )
 
 
 def score_examples(normalized: pl.DataFrame, cfg: QualityThresholds | None = None) -> pl.DataFrame:
@@ -167,22 +184,26 @@ def score_examples(normalized: pl.DataFrame, cfg: QualityThresholds | None = Non
     frame = normalized.select(*KEY, "messages").with_row_index(ROW)
     frame = with_text_columns(frame)
     # Facts several modules read, computed once: fence presence and code-line signals.
-    frame = frame.with_columns(
-        pl.col(RESPONSE).str.contains(FENCE, literal=True).fill_null(False).alias("_has_fence"),
-        code_line_count(RESPONSE).alias("_code_lines"),
+    frame = add_columns(
+        frame,
+        [
+            pl.col(RESPONSE).str.contains(FENCE, literal=True).fill_null(False).alias("_has_fence"),
+            code_line_count(RESPONSE).alias("_code_lines"),
+        ],
     )
     for stage in [*lengths.length_columns(cfg), *instructions.instruction_columns(cfg)]:
-        frame = frame.lazy().with_columns(stage).collect()
+        frame = add_columns(frame, stage)
     # Both return one row per input row in input order: stack them instead of joining.
     aligned = alignment.alignment_frame(frame, cfg)
     answered = responses.response_frame(frame, cfg)
-    assert aligned[ROW].equals(frame[ROW]) and answered[ROW].equals(frame[ROW])
+    if not (aligned[ROW].equals(frame[ROW]) and answered[ROW].equals(frame[ROW])):
+        raise RuntimeError("alignment/response frames lost the input row order")
     frame = frame.hstack(aligned.drop(ROW)).hstack(answered.drop(ROW))
     frame = consistency.with_instruction_template(
         frame.with_columns(consistency.output_shape(frame, cfg)), cfg
     )
     frame = consistency.with_shape_outlier(frame, cfg)
-    frame = frame.with_columns(_flag_list(FLAG_ORDER)).with_columns(_score(cfg))
+    frame = _add_scores(frame, cfg, {f: pl.col(f) for f in FLAG_ORDER})
     return frame.select(list(QUALITY_COLUMNS)).sort(KEY)
 
 
@@ -201,22 +222,10 @@ def apply_duplicate_penalty(
     """
     cfg = cfg or QualityThresholds()
     base = scores.drop([c for c in DUP_COLUMNS if c in scores.columns])
-    base = base.with_columns(
-        pl.col("quality_flags").list.set_difference(list(DUPLICATE_FLAGS)).alias("_own")
-    )
-    # set_difference does not keep order: rebuild the per-example flags in FLAG_ORDER.
-    base = base.with_columns(
-        pl.concat_list(
-            [
-                pl.when(pl.col("_own").list.contains(f)).then(pl.lit(f)).otherwise(None)
-                for f in FLAG_ORDER
-            ]
-        )
-        .list.drop_nulls()
-        .alias("_own")
-    )
     d = dups.select(*KEY, *DUP_COLUMNS)
-    merged = base.join(d, on=KEY, how="left", maintain_order="left").with_columns(
+    # Join the keys only and stack: joining the wide score table would copy all its columns.
+    aligned = base.select(KEY).join(d, on=KEY, how="left", maintain_order="left")
+    merged = base.hstack(aligned.drop(KEY)).with_columns(
         pl.col("is_exact_duplicate").fill_null(False),
         pl.col("is_near_duplicate").fill_null(False),
         pl.col("is_dup_representative").fill_null(True),
@@ -224,11 +233,9 @@ def apply_duplicate_penalty(
     not_rep = ~pl.col("is_dup_representative")
     exact = not_rep & pl.col("is_exact_duplicate")
     near = not_rep & ~pl.col("is_exact_duplicate") & pl.col("is_near_duplicate")
-    extra = pl.concat_list(
-        pl.when(exact).then(pl.lit("exact_duplicate")).otherwise(None),
-        pl.when(near).then(pl.lit("near_duplicate")).otherwise(None),
-    ).list.drop_nulls()
-    out = merged.with_columns(pl.concat_list("_own", extra).alias("quality_flags")).drop("_own")
-    out = out.with_columns(_score(cfg))
+    # Per-example flags come from their boolean columns, so re-applying replaces the old
+    # duplicate flags instead of stacking them.
+    flags = {f: pl.col(f) for f in FLAG_ORDER} | {"exact_duplicate": exact, "near_duplicate": near}
+    out = _add_scores(merged.with_row_index(ROW), cfg, flags).drop(ROW)
     cols = [c for c in scores.columns if c not in DUP_COLUMNS]
     return out.select(*cols, *[c for c in DUP_COLUMNS if c not in cols]).sort(KEY)
