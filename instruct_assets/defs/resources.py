@@ -5,10 +5,16 @@ from ``--data-dir`` / ``INSTRUCT_ASSETS_DATA`` (default ``./data``).
 """
 
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from instruct_assets.lib.paths import DataPaths
+from instruct_assets.lib.warehouse import connect_for_write
 
 
 class DataDir(dg.ConfigurableResource):
@@ -32,6 +38,27 @@ class IngestSettings(dg.ConfigurableResource):
     max_reject_rate: float = 0.5
 
 
-def warehouse_resource(paths: DataPaths) -> DuckDBResource:
+class WarehouseResource(DuckDBResource):
+    """The DuckDB warehouse for writers: waits a bounded time for another process's lock.
+
+    ``lock_timeout_s``: how long a run waits for a user's read-write DuckDB session to close
+    before failing with the holder's name (120 s: long enough for an interactive query,
+    short enough that a forgotten session is reported, not waited on forever).
+    """
+
+    lock_timeout_s: float = 120.0
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        log = dg.get_dagster_logger().warning
+        con = connect_for_write(Path(self.database), self.lock_timeout_s, log,
+                                dict(self.connection_config))
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def warehouse_resource(paths: DataPaths) -> WarehouseResource:
     """The DuckDB warehouse (``<data dir>/warehouse.duckdb``) for writers."""
-    return DuckDBResource(database=str(paths.warehouse))
+    return WarehouseResource(database=str(paths.warehouse))

@@ -8,6 +8,9 @@ in the README ("SQL over the outputs").
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -78,3 +81,41 @@ def relation_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     rows = con.execute(
         "SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()
     return [r[0] for r in rows]
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process held the warehouse past the wait: names the holder when known."""
+
+
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<holder>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def connect_for_write(path: Path, timeout_s: float, log: Callable[[str], None],
+                      config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """Open ``path`` read-write, waiting at most ``timeout_s`` for another process's lock.
+
+    DuckDB allows one writer, and a user's open read-write session blocks every other
+    process. We log once who holds it (DuckDB names the process and PID), retry with
+    backoff, and fail with that name when the wait is over, never touching the file.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay, told = 0.2, False
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=False, config=config or {})
+        except duckdb.IOException as exc:
+            found = _HOLDER.search(str(exc))
+            if found is None and "lock" not in str(exc).lower():
+                raise
+            holder = (f"{found['holder']} (PID {found['pid']})" if found
+                      else "another process")
+            if time.monotonic() >= deadline:
+                raise WarehouseLockedError(
+                    f"{path} is locked by {holder}; waited {timeout_s:g}s. Close that DuckDB "
+                    f"session (or open it with -readonly / read_only=True) and re-run") from exc
+            if not told:
+                log(f"{path} is locked by {holder}; waiting up to {timeout_s:g}s for it "
+                    "to close (a DuckDB session opened read-write blocks writers)")
+                told = True
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
+            delay = min(delay * 2, 5.0)
