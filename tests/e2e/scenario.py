@@ -26,8 +26,9 @@ SOURCES = {
 GOOD = ("glaive", "identity")
 BAD = "missing_turns"
 INGEST = ["normalized_examples", "staged_examples"]
-DOWNSTREAM = ["benchmark_contamination", "complexity_scores", "curated_examples",
-              "quality_scores", "split_assignments", "training_exports"]
+DOWNSTREAM = ["annotations", "benchmark_contamination", "complexity_scores",
+              "curated_examples", "quality_scores", "review_queue", "split_assignments",
+              "training_exports"]
 SOURCE_SENSOR = "source_sensor"
 AUTOMATION_SENSOR = "downstream_automation"
 ARTIFACTS = REPO / "tests" / "artifacts"
