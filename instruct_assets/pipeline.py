@@ -7,6 +7,8 @@ others); the unpartitioned downstream assets then run once over the published so
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,8 @@ from instruct_assets.lib.publish import read_report
 from instruct_assets.lib.sources import discover_sources
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+TRIGGER_TAG, PID_TAG, HOST_TAG = ("instruct_assets/trigger", "instruct_assets/pid",
+                                  "instruct_assets/host")
 
 
 @dataclass
@@ -59,6 +63,47 @@ def sync_partitions(instance: dg.DagsterInstance, sources: list[str]) -> tuple[l
     return added, removed
 
 
+def _run_tags(**extra: str) -> dict[str, str]:
+    """Tags of a CLI run: who runs it (pid, host), so a later run can tell it was killed."""
+    return {TRIGGER_TAG: "cli", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(),
+            **extra}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def reclaim_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the CLI runs of this host whose process is gone, and free their slots.
+
+    Why: a run killed outright (SIGKILL, the OOM killer, a power cut) stays STARTED in the
+    instance and keeps its ``duckdb_write`` pool slot, so every later run would wait for that
+    slot forever. Runs without our pid tag, of another host, or whose process lives are left
+    alone.
+    """
+    host = socket.gethostname()
+    runs = instance.get_runs(filters=dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
+        tags={TRIGGER_TAG: "cli"}))
+    reclaimed = []
+    for run in runs:
+        pid = run.tags.get(PID_TAG, "")
+        if run.tags.get(HOST_TAG) != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run, message=(
+            f"instruct-assets: the process that ran this run (pid {pid}) is gone; marked "
+            "failed and its concurrency slots freed by the next run"))
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        reclaimed.append(run.run_id)
+    return reclaimed
+
+
 def run_pipeline(
     defs: dg.Definitions,
     paths: DataPaths,
@@ -67,6 +112,10 @@ def run_pipeline(
     quiet: bool = True,
 ) -> PipelineOutcome:
     started = time.perf_counter()
+    reclaimed = reclaim_orphaned_runs(instance)
+    if reclaimed:
+        progress(f"marked {len(reclaimed)} run(s) of a killed process as failed and freed "
+                 f"their pool slots: {', '.join(r[:8] for r in reclaimed)}")
     specs = discover_sources(paths)
     sync_partitions(instance, list(specs))
     assets = list(defs.assets or [])
@@ -78,7 +127,7 @@ def run_pipeline(
         result = dg.materialize(
             assets, selection=[STAGED, NORMALIZED], partition_key=source, instance=instance,
             resources=resources, raise_on_error=False, run_config=run_config,
-            tags={"instruct_assets/source": source, "instruct_assets/trigger": "cli"},
+            tags=_run_tags(**{"instruct_assets/source": source}),
         )
         failed = sorted(e.check_name for e in result.get_asset_check_evaluations()
                         if not e.passed)
@@ -101,7 +150,7 @@ def run_pipeline(
         result = dg.materialize(
             assets, selection=dg.AssetSelection.assets(*downstream), instance=instance,
             resources=resources, raise_on_error=False, run_config=run_config,
-            tags={"instruct_assets/trigger": "cli"},
+            tags=_run_tags(),
         )
         downstream_ok = result.success
         failures = [f"{e.asset_key.to_user_string()}:{e.check_name}"
@@ -112,9 +161,13 @@ def run_pipeline(
 
 
 def _first_error(result: dg.ExecuteInProcessResult) -> str | None:
+    """The innermost message of the first step failure (the user's error, not the wrapper)."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            return event.step_failure_data.error.message.strip().splitlines()[0]
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            return error.message.strip().splitlines()[0]
     return None
 
 

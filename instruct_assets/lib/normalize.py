@@ -207,7 +207,7 @@ def _why_not_object(raw: str, kind: str | None) -> tuple[str, str]:
     try:
         json.loads(raw)
     except json.JSONDecodeError as exc:
-        return "invalid_json", f"{exc.msg} at character {exc.pos}"
+        return "invalid_json", f"{exc.msg.removesuffix(' at')} at character {exc.pos}"
     except RecursionError:
         return "invalid_json", "JSON nested too deeply to parse"
     return "invalid_json", "rejected by the JSON parser (nesting or size limits)"

@@ -199,7 +199,16 @@ def source_files(paths: DataPaths, spec: SourceSpec) -> list[Path]:
         for pattern in spec.files:
             matches = sorted(paths.root.glob(pattern)) if any(c in pattern for c in "*?[") \
                 else [paths.root / pattern]
-            out.update(p for p in matches if p.is_file() and paths.inside(p))
+            for p in matches:
+                if p.is_file() and not paths.inside(p):
+                    # a link that only the expanded glob reveals: refuse it by name, as a
+                    # listed path is refused, instead of dropping it without a word
+                    raise SourcesConfigError(
+                        f"{paths.sources_file}: source '{spec.name}': '{pattern}' matches "
+                        f"{paths.relative(p)}, which resolves outside the data dir "
+                        f"{paths.root} (a symlink?)")
+                if p.is_file():
+                    out.add(p)
         return sorted(out)
     folder = paths.raw / spec.name
     if not folder.is_dir():

@@ -52,7 +52,7 @@ INGEST_CHECKS: dict[str, tuple[str, bool]] = {
     "reject_rate_below_ceiling": ("the share of rejected records is below the ceiling", True),
 }
 
-CODE_VERSION = "ingest-1"
+CODE_VERSION = "ingest-2"
 
 
 @dg.asset(

@@ -28,7 +28,8 @@ def _text(field: str) -> str:
 
 
 def _turn(speaker: str, content_sql: str) -> str:
-    return (f"{{'speaker': '{speaker}', 'ctype': 'VARCHAR', 'content': {content_sql}, "
+    return (f"{{'speaker': '{speaker}', 'stype': 'VARCHAR', 'ttype': 'OBJECT', "
+            f"'ctype': 'VARCHAR', 'content': {content_sql}, 'bad_part': CAST(NULL AS VARCHAR), "
             f"'non_text': 0, 'tool_calls': CAST(NULL AS VARCHAR)}}")
 
 
@@ -80,6 +81,17 @@ def pairs_sql(fm: FieldMap, merged_prompt: str | None = None) -> str:
                    f"{_turn('assistant', 'pr[2]')}])) ELSE [] END")
         checks.append((f"json_type({ref}) NOT IN ('ARRAY', 'NULL')", "'wrong_type'",
                        lit(f"field {fm.history!r} is not a list of [user, assistant] pairs")))
+        # every item must be exactly two strings: a number is never turned into text and a
+        # third element is never dropped silently
+        items = f"from_json({ref}, '[\"JSON\"]')"
+        bad = (f"list_position(list_transform({items}, lambda p: coalesce("
+               f"json_type(p) = 'ARRAY' AND json_array_length(p) = 2 "
+               f"AND json_type(p, '$[0]') = 'VARCHAR' AND json_type(p, '$[1]') = 'VARCHAR', "
+               f"false)), false)")
+        checks.append((f"json_type({ref}) = 'ARRAY' AND {bad} IS NOT NULL", "'wrong_type'",
+                       f"{lit(f'field {fm.history!r} item ')} || ({bad} - 1) || "
+                       f"' is ' || left(CAST({items}[{bad}] AS VARCHAR), 60) || "
+                       f"', expected a [user, assistant] pair of text'"))
     code = "CASE " + " ".join(f"WHEN {c} THEN {v}" for c, v, _ in checks) + " END" \
         if checks else "NULL"
     detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, d in checks) + " END" \

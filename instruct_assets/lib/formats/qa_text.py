@@ -51,8 +51,11 @@ def qa_text_turns(frame: pl.DataFrame) -> pl.DataFrame:
         marked.str.split("\x00").list.slice(1)
         .list.eval(pl.struct(
             turn.struct.field("field_0").alias("speaker"),
+            pl.lit("VARCHAR").alias("stype"),
+            pl.lit("OBJECT").alias("ttype"),
             pl.lit("VARCHAR").alias("ctype"),
             turn.struct.field("field_1").str.strip_chars().alias("content"),
+            pl.lit(None, dtype=pl.String).alias("bad_part"),
             pl.lit(0, dtype=pl.Int64).alias("non_text"),
             pl.lit(None, dtype=pl.String).alias("tool_calls"),
         ))

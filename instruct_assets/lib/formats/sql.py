@@ -15,9 +15,14 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def path_of(key: str) -> str:
+    """The JSON path (text, not yet a literal) selecting top-level ``key``."""
+    return "$." + json.dumps(key, ensure_ascii=False)
+
+
 def path(key: str) -> str:
     """A JSON path literal selecting top-level ``key`` (any characters allowed)."""
-    return lit("$." + json.dumps(key, ensure_ascii=False))
+    return lit(path_of(key))
 
 
 def rest_of(fields: list[str]) -> str:

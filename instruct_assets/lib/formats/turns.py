@@ -1,8 +1,11 @@
 """Turns -> canonical ``messages``: speaker names to roles, and the turn-order contract.
 
-Every mapper yields turns ``{speaker, ctype, content, non_text, tool_calls}``; this module
-maps speakers to the four canonical roles and rejects what breaks the contract, naming the
-turn. Mapping of tool use (documented in the README):
+Every mapper yields turns ``{speaker, stype, ttype, ctype, content, bad_part, non_text,
+tool_calls}`` (``stype``/``ttype``/``ctype``: the JSON types of the speaker, of the turn
+itself and of its content, so a number or list where text belongs is a ``wrong_type``
+reject, never a stringified turn); this module maps speakers to the four canonical roles
+and rejects what breaks the contract, naming the turn. Mapping of tool use (documented in
+the README):
 
 * ShareGPT ``function_call`` and OpenAI assistant ``tool_calls`` -> an ``assistant`` turn
   whose content is the call JSON as written (a *call turn*);
@@ -84,15 +87,18 @@ def build_messages(
         .str.replace_all("\r\n", "\n", literal=True)
     )
     system_turn = pl.struct(
-        pl.lit("system").alias("speaker"), pl.lit("system").alias("role"),
+        pl.lit("system").alias("speaker"), pl.lit("VARCHAR").alias("stype"),
+        pl.lit("OBJECT").alias("ttype"), pl.lit("system").alias("role"),
         pl.lit("VARCHAR").alias("ctype"), pl.col("system").alias("content"),
+        pl.lit(None, dtype=pl.String).alias("bad_part"),
         pl.lit(False).alias("is_call"), pl.lit(0, dtype=pl.Int64).alias("non_text"),
     )
     frame = frame.with_columns(
         pl.col("turns").list.eval(pl.struct(
-            speaker.alias("speaker"), role.alias("role"), ctype.alias("ctype"),
-            content.alias("content"), is_call.alias("is_call"),
-            el.struct.field("non_text").alias("non_text"),
+            speaker.alias("speaker"), el.struct.field("stype").alias("stype"),
+            el.struct.field("ttype").alias("ttype"), role.alias("role"), ctype.alias("ctype"),
+            content.alias("content"), el.struct.field("bad_part").alias("bad_part"),
+            is_call.alias("is_call"), el.struct.field("non_text").alias("non_text"),
         )).alias("turns"),
     )
     if system_prompt:
@@ -106,11 +112,16 @@ def build_messages(
         .then(pl.concat_list(system_turn, "turns"))
         .otherwise("turns").alias("turns")
     )
+    # An empty system turn means "no system prompt" and is dropped. Only a turn that is
+    # really a system turn with empty text: a turn of unknown role (null) or a system turn
+    # whose content is a number/list/object must stay, so its reject is reported.
     blank = el.struct.field("content").is_null() | (
         el.struct.field("content").str.strip_chars() == "")
+    empty_system = ((el.struct.field("role") == "system")
+                    & el.struct.field("ctype").is_in(["VARCHAR", "NULL", "ARRAY"])
+                    & el.struct.field("bad_part").is_null() & blank).fill_null(False)
     frame = frame.with_columns(
-        pl.col("turns").list.eval(
-            el.filter(~((el.struct.field("role") == "system") & blank))).alias("turns"),
+        pl.col("turns").list.eval(el.filter(~empty_system)).alias("turns"),
     )
     frame = frame.with_row_index("_rid")
     errors = _turn_errors(frame.select("_rid", "turns"))
@@ -149,9 +160,14 @@ def _turn_errors(frame: pl.DataFrame) -> pl.DataFrame:
     blank = pl.col("content").is_null() | (pl.col("content").str.strip_chars() == "")
     turn_ref = pl.format("turn {} ({})", pl.col("t"), pl.col("speaker"))
     long = long.with_columns(
-        pl.when(pl.col("role").is_null() & pl.col("speaker").is_null())
-        .then(pl.lit("bad_role|empty"))
+        pl.when(pl.col("ttype") != "OBJECT").then(pl.lit("wrong_type|turn"))
+        .when(~pl.col("stype").is_in(["VARCHAR", "NULL"])).then(pl.lit("wrong_type|role"))
+        .when(pl.col("role").is_null() & pl.col("speaker").is_null())
+        .then(pl.lit("missing_field|role"))
         .when(pl.col("role").is_null()).then(pl.lit("bad_role|unknown"))
+        .when(pl.col("bad_part").is_not_null()).then(pl.lit("wrong_type|part"))
+        .when((pl.col("ctype") == "NULL") & ~pl.col("is_call"))
+        .then(pl.lit("missing_field|content"))
         .when(~pl.col("ctype").is_in(["VARCHAR", "ARRAY"]) & ~pl.col("is_call"))
         .then(pl.lit("wrong_type"))
         .when(blank).then(pl.lit("empty_content"))
@@ -170,7 +186,17 @@ def _turn_errors(frame: pl.DataFrame) -> pl.DataFrame:
     bad = bad.sort("_rid", "t").unique("_rid", keep="first", maintain_order=True)
     why = pl.col("why")
     detail = (
-        pl.when(why == "bad_role|empty").then(pl.format("turn {} has no speaker/role", "t"))
+        pl.when(why == "wrong_type|turn").then(pl.format(
+            "turn {} is {}, expected a turn object", "t", pl.col("ttype").str.to_lowercase()))
+        .when(why == "wrong_type|role").then(pl.format(
+            "turn {} speaker/role is {}, expected text", "t", pl.col("stype").str.to_lowercase()))
+        .when(why == "missing_field|role").then(pl.format(
+            "turn {} has no speaker/role (missing or null)", "t"))
+        .when(why == "missing_field|content").then(pl.format(
+            "{} has no content (missing or null)", turn_ref))
+        .when(why == "wrong_type|part").then(pl.format(
+            "{} content is a list whose {}, expected text or typed parts", turn_ref,
+            "bad_part"))
         .when(why == "bad_role|unknown").then(pl.format(
             "turn {}: speaker '{}' is not a known role (map it under roles: in sources.yaml)",
             "t", "speaker"))
@@ -188,9 +214,8 @@ def _turn_errors(frame: pl.DataFrame) -> pl.DataFrame:
             "conversation ends with {}; the last turn must be the assistant's", turn_ref))
     )
     code = (
-        pl.when(why.str.starts_with("bad_role")).then(pl.lit("bad_role"))
-        .when(why.str.starts_with("order")).then(pl.lit("bad_turn_order"))
-        .otherwise(why)
+        pl.when(why.str.starts_with("order")).then(pl.lit("bad_turn_order"))
+        .otherwise(why.str.split("|").list.first())
     )
     per_row = bad.select("_rid", code.alias("turn_error_code"), detail.alias("turn_error_detail"))
     empty_rows = frame.filter(pl.col("turns").list.len() == 0).select(

@@ -7,12 +7,19 @@ container (JSON, JSONL, CSV, Parquet, text) feeds the same format mappers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from instruct_assets.lib.schema import RAW_EXCERPT_CHARS
+
+#: Records (one JSON line, array item, CSV/Parquet row or text block, as UTF-8 JSON text)
+#: larger than this are ``too_large`` rejects. 32 MiB of text is millions of tokens, beyond
+#: any training context, and one such row would dominate every later stage's memory; a
+#: 20 MB field (long documents, base64 blobs) still passes.
+MAX_RECORD_BYTES = 32 * 1024 * 1024
 
 RECORDS_SCHEMA = pl.Schema({"source_row": pl.Int64, "raw": pl.String})
 READ_REJECTS_SCHEMA = pl.Schema(
@@ -71,7 +78,7 @@ def excerpt(raw: str | bytes | None) -> str | None:
         return None
     if isinstance(raw, bytes):
         raw = raw[: RAW_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
-    return raw[:RAW_EXCERPT_CHARS]
+    return printable(raw[:RAW_EXCERPT_CHARS])
 
 
 class FileRejected(Exception):
@@ -82,3 +89,29 @@ class FileRejected(Exception):
         self.reason_code = reason_code
         self.detail = detail
         self.raw = raw
+
+
+def decode_lossless(data: bytes) -> tuple[str, bool]:
+    """``data`` as text; invalid UTF-8 bytes become lone surrogates (``surrogateescape``)
+    so one bad byte costs only the record holding it. Returns (text, had_invalid_bytes)."""
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="surrogateescape"), True
+
+
+_INVALID_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def invalid_bytes_note(text: str) -> str | None:
+    """``"invalid UTF-8 byte 0xe9 at character 12"`` for text decoded by
+    :func:`decode_lossless`, or None when it holds no invalid byte."""
+    m = _INVALID_BYTE.search(text)
+    if m is None:
+        return None
+    return f"invalid UTF-8 byte 0x{ord(m.group()) - 0xDC00:02x} at character {m.start()}"
+
+
+def printable(text: str) -> str:
+    """``text`` with escaped invalid bytes replaced by U+FFFD, safe to store."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

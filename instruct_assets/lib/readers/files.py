@@ -7,6 +7,7 @@ UTF-8 BOM, a binary file with a text name) is decided once, before any parsing.
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 from instruct_assets.lib.readers.base import FileRejected
@@ -40,11 +41,20 @@ def logical_suffix(path: Path) -> str:
 def read_bytes(path: Path) -> bytes:
     """The file's content, gunzipped when it is gzip, without a UTF-8 BOM."""
     data = path.read_bytes()
+    named_gz = path.suffix.lower() == ".gz"
     if data[:2] == GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise FileRejected("unreadable_file", f"corrupt gzip stream: {exc}") from exc
+        except (OSError, EOFError, zlib.error) as exc:
+            raise FileRejected("unreadable_file", f"corrupt gzip stream: {exc}",
+                               data[:200]) from exc
+    elif named_gz and data:
+        # a mislabelled file: reading it as whatever it happens to hold would hide the
+        # mistake, and the error would otherwise blame the JSON/CSV inside
+        raise FileRejected(
+            "unreadable_file",
+            f"named .gz but not gzip: starts with bytes {data[:2].hex(' ')}, not 1f 8b",
+            data[:200])
     if data.startswith(BOM):
         data = data[len(BOM) :]
     return data

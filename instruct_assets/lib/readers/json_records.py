@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from instruct_assets.lib.readers.base import READ_REJECTS_SCHEMA, FileRejected, RawBatch
+from instruct_assets.lib.readers.base import (
+    READ_REJECTS_SCHEMA,
+    FileRejected,
+    RawBatch,
+    decode_lossless,
+    invalid_bytes_note,
+    printable,
+)
 
 #: Keys that mark a JSON object as one record rather than a mapping of id -> record.
 RECORD_KEYS = frozenset(
@@ -23,10 +31,17 @@ RECORD_KEYS = frozenset(
 )
 
 
-def read_jsonl(data: bytes) -> RawBatch:
-    """One record per line; blank lines are counted in ``notes`` but are not records."""
+def read_jsonl(data: bytes, max_line_bytes: int | None = None) -> RawBatch:
+    """One record per line; blank lines are counted in ``notes`` but are not records.
+
+    A file with a line over ``max_line_bytes`` skips the native table path, so that line
+    can be rejected alone (``read_file`` does it) instead of being parsed.
+    """
     if not data[:65536].strip() and not data.strip():
         raise FileRejected("empty_file", "the file is empty")
+    if max_line_bytes is not None and len(data) > max_line_bytes and (
+            _longest_line(data) > max_line_bytes):
+        return _read_lines(data)
     fast = _read_table(data)
     if fast is not None:
         return RawBatch(lambda: _records_of(data), pl.DataFrame(schema=READ_REJECTS_SCHEMA),
@@ -50,6 +65,12 @@ def _read_table(data: bytes) -> pl.DataFrame | None:
     if table.height != n_lines or "source_row" in table.columns:
         return None
     return table.with_row_index("source_row").with_columns(pl.col("source_row").cast(pl.Int64))
+
+
+def _longest_line(data: bytes) -> int:
+    breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    bounds = np.concatenate([[-1], breaks, [len(data)]])
+    return int(np.diff(bounds).max()) - 1
 
 
 def _records_of(data: bytes) -> pl.DataFrame:
@@ -114,41 +135,49 @@ def _utf8_rejects(data: bytes, rows: list[int]) -> list[tuple[int, str, str, byt
     return out
 
 
-def read_json(data: bytes) -> RawBatch:
+def read_json(data: bytes, max_line_bytes: int | None = None) -> RawBatch:
     """A JSON document: array of records, one record, or an object keyed by id.
 
-    Files named ``.json`` that are really JSON Lines go to :func:`read_jsonl`. A truncated
-    array keeps the records before the damage and rejects the rest as one unit.
+    Files named ``.json`` that are really JSON Lines go to :func:`read_jsonl`. A damaged
+    array item (nested too deeply, a NUL byte or other raw control character, Python dict
+    syntax) is rejected alone and the items after it are still read; a truncated array
+    keeps the records before the damage and rejects the rest as one unit. Invalid UTF-8
+    costs only the records holding the bad bytes.
     """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FileRejected(
-            "invalid_encoding", f"invalid UTF-8 at byte {exc.start}: {exc.reason}", data[:200]
-        ) from exc
+    text, invalid_bytes = decode_lossless(data)
     stripped = text.strip()
     if not stripped:
         raise FileRejected("empty_file", "the file is empty")
     try:
         doc = json.loads(stripped)
     except RecursionError as exc:
-        raise FileRejected("invalid_json", "JSON nested too deeply to parse", text[:200]) from exc
+        if stripped[0] == "[":
+            return _salvage_array(stripped, invalid_bytes)
+        raise FileRejected("invalid_json", f"JSON {_depth_note(stripped, 0)}",
+                           text[:200]) from exc
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" or (stripped[0] == "{" and "\n" in stripped):
-            return read_jsonl(data)
+            return read_jsonl(data, max_line_bytes)
         if stripped[0] == "[":
-            return _salvage_array(stripped)
+            return _salvage_array(stripped, invalid_bytes)
+        if invalid_bytes:
+            raise FileRejected("invalid_encoding", invalid_bytes_note(stripped) or "invalid UTF-8",
+                               data[:200]) from exc
         raise FileRejected("invalid_json", _where(exc), text[:200]) from exc
-    return _records_from_document(doc)
+    return _records_from_document(doc, invalid_bytes)
 
 
 def _where(exc: json.JSONDecodeError) -> str:
-    return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    """The parser's message and where it stopped (line, column; a NUL byte is named)."""
+    msg = exc.msg.rstrip(": ").removesuffix(" at")
+    if exc.pos < len(exc.doc) and exc.doc[exc.pos] == "\x00":
+        msg += " (a NUL byte)"
+    return f"{msg} at line {exc.lineno} column {exc.colno}"
 
 
-def _records_from_document(doc: object) -> RawBatch:
+def _records_from_document(doc: object, invalid_bytes: bool = False) -> RawBatch:
     if isinstance(doc, list):
-        return _records_from_list(doc, "json_array")
+        return _records_from_list(doc, "json_array", invalid_bytes)
     if isinstance(doc, dict):
         keyed_by_id = all(isinstance(v, dict) for v in doc.values())
         if doc and not (RECORD_KEYS & doc.keys()) and keyed_by_id:
@@ -156,53 +185,144 @@ def _records_from_document(doc: object) -> RawBatch:
                 {**value, ("id" if "id" not in value else "_key"): key}
                 for key, value in doc.items()
             ]
-            return _records_from_list(keyed, "json_keyed_object")
-        return _records_from_list([doc], "json_object")
-    raise FileRejected("not_a_record", f"top-level JSON {type(doc).__name__} is not a record")
+            return _records_from_list(keyed, "json_keyed_object", invalid_bytes)
+        return _records_from_list([doc], "json_object", invalid_bytes)
+    raise FileRejected("not_a_record", f"the top-level JSON value is a {_json_kind(doc)}, "
+                       "expected an object or an array of objects", json.dumps(doc)[:200])
 
 
-def _records_from_list(items: list, container: str) -> RawBatch:
-    rows, raws, rejects = [], [], []
-    for i, item in enumerate(items):
+def _records_from_list(items: list, container: str, invalid_bytes: bool = False,
+                       rows: list[int] | None = None) -> RawBatch:
+    """Objects become records; anything else is a ``not_a_record`` reject. ``rows`` are the
+    array indexes of ``items`` (default 0..n-1); with ``invalid_bytes``, records holding
+    bytes that were not UTF-8 are ``invalid_encoding`` rejects naming the field."""
+    out_rows, raws, rejects = [], [], []
+    for i, item in zip(rows if rows is not None else range(len(items)), items, strict=True):
         raw = json.dumps(item, ensure_ascii=False)
-        if isinstance(item, dict):
-            rows.append(i)
-            raws.append(raw)
-        else:
+        if not isinstance(item, dict):
             rejects.append((i, "not_a_record", f"array item is a {_json_kind(item)}", raw))
-    records = pl.DataFrame({"source_row": rows, "raw": raws},
+        elif invalid_bytes and invalid_bytes_note(raw) is not None:
+            rejects.append((i, "invalid_encoding", _bad_field(item), printable(raw)))
+        else:
+            out_rows.append(i)
+            raws.append(raw)
+    records = pl.DataFrame({"source_row": out_rows, "raw": raws},
                            schema={"source_row": pl.Int64, "raw": pl.String})
     return RawBatch.build(records, rejects, container)
 
 
+def _bad_field(item: dict) -> str:
+    """Which top-level field of ``item`` holds an invalid byte, and where in its value."""
+    for key, value in item.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        note = invalid_bytes_note(text)
+        if note is not None:
+            return f"field {printable(key)!r}: {note}"
+    return f"a field name: {invalid_bytes_note(json.dumps(item, ensure_ascii=False))}"
+
+
 def _json_kind(value: object) -> str:
     return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(value), type(value).__name__)
+            type(None): "null", dict: "object"}.get(type(value), type(value).__name__)
 
 
-def _salvage_array(text: str) -> RawBatch:
-    """Parse array items one by one until the damage; the rest is one ``invalid_json`` unit."""
+def _salvage_array(text: str, invalid_bytes: bool = False) -> RawBatch:
+    """Parse a damaged array item by item.
+
+    An item that fails to parse but whose extent is certain (brackets balance outside
+    quoted strings, and a ``,`` or ``]`` follows) is one ``invalid_json`` reject and the
+    next item is read; otherwise (truncation, stray text) the rest of the file is one
+    ``invalid_json`` unit, as nothing after it can be trusted to be a whole record.
+    """
     decoder = json.JSONDecoder()
     items: list = []
+    rows: list[int] = []
+    damaged: list[tuple[int, str, str, str]] = []
     pos = text.index("[") + 1
-    error = "truncated JSON array"
+    tail = None
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
             pos += 1
         if pos >= len(text) or text[pos] == "]":
             break
+        index = len(items) + len(damaged)
         try:
-            item, pos = decoder.raw_decode(text, pos)
+            item, end = decoder.raw_decode(text, pos)
         except (json.JSONDecodeError, RecursionError) as exc:
-            error = _where(exc) if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            break
+            error = (_where(exc) if isinstance(exc, json.JSONDecodeError)
+                     else _depth_note(text, pos))
+            end = _value_end(text, pos)
+            line = text.count("\n", 0, pos) + 1
+            if end is None:
+                tail = (index, "invalid_json",
+                        f"array damaged after {index} records (line {line}): {error}; "
+                        f"{len(text) - pos} characters not parsed", text[pos:])
+                break
+            damaged.append((index, "invalid_json", f"array item {index} (line {line}): {error}",
+                            text[pos:end]))
+            pos = end
+            continue
         items.append(item)
-    batch = _records_from_list(items, "json_array")
-    line = text.count("\n", 0, pos) + 1
-    tail = (len(items), "invalid_json",
-            f"array damaged after {len(items)} records (line {line}): {error}; "
-            f"{len(text) - pos} characters not parsed", text[pos:])
-    return RawBatch.build(batch.records, [*_rows(batch.rejects), tail], "json_array")
+        rows.append(index)
+        pos = end
+    batch = _records_from_list(items, "json_array", invalid_bytes, rows)
+    rejects = [*_rows(batch.rejects), *damaged, *([tail] if tail else [])]
+    return RawBatch.build(batch.records, sorted(rejects), "json_array")
+
+
+def _value_end(text: str, pos: int) -> int | None:
+    """End of the array item starting at ``pos``, found without parsing it (no recursion):
+    brackets are counted outside strings quoted with ``"`` or ``'`` (Python dict syntax).
+    None when the item does not end cleanly before a ``,`` or ``]`` (e.g. truncation)."""
+    depth, quote, i, n = 0, "", pos, len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth < 0:  # the array's own closing bracket
+                return i if i > pos else None
+        elif ch == "," and depth == 0:
+            return i
+        i += 1
+        if depth == 0 and not quote and ch in "]}":
+            rest = text[i:].lstrip()
+            return i if rest[:1] in (",", "]") else None
+    return None
+
+
+def _depth_note(text: str, pos: int) -> str:
+    """``nested N levels deep`` for the value at ``pos`` (counted without recursion)."""
+    depth = deepest = 0
+    quote = ""
+    i = pos
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch == '"':
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+            if depth <= 0:
+                break
+        i += 1
+    return (f"nested {deepest:,} levels deep, beyond what the JSON parser accepts "
+            f"(about {sys.getrecursionlimit():,})")
 
 
 def _rows(frame: pl.DataFrame) -> list[tuple[int, str, str, str]]:
