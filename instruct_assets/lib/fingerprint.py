@@ -26,11 +26,12 @@ def file_digest(path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def source_fingerprint(paths: DataPaths, spec: SourceSpec, cache: FileCache,
-                       code_version: str) -> str:
-    """Fingerprint of ``spec``'s current content; updates ``cache`` in place."""
+def files_fingerprint(paths: DataPaths, files: list, cache: FileCache,
+                      extra: dict[str, object]) -> str:
+    """md5 of ``files``' relative paths and digests plus ``extra`` (settings, code version);
+    digests are cached in ``cache`` by (size, mtime) so unchanged files are not re-read."""
     entries = []
-    for path in source_files(paths, spec):
+    for path in files:
         rel = paths.relative(path)
         stat = path.stat()
         hit = cache.get(rel)
@@ -40,6 +41,12 @@ def source_fingerprint(paths: DataPaths, spec: SourceSpec, cache: FileCache,
             digest = file_digest(path)
             cache[rel] = [stat.st_size, stat.st_mtime_ns, digest]
         entries.append([rel, digest])
-    payload = json.dumps({"files": entries, "spec": spec.fingerprint_fields(),
-                          "code": code_version}, sort_keys=True)
+    payload = json.dumps({"files": entries, **extra}, sort_keys=True)
     return hashlib.md5(payload.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def source_fingerprint(paths: DataPaths, spec: SourceSpec, cache: FileCache,
+                       code_version: str) -> str:
+    """Fingerprint of ``spec``'s current content; updates ``cache`` in place."""
+    return files_fingerprint(paths, source_files(paths, spec), cache,
+                             {"spec": spec.fingerprint_fields(), "code": code_version})

@@ -23,7 +23,6 @@ Times are UTC; Argilla exports carry none (null). Edited text is kept as written
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from typing import Any
 
 import polars as pl
 
-from instruct_assets.lib.fingerprint import FileCache, file_digest
+from instruct_assets.lib.fingerprint import FileCache, files_fingerprint
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.review.layout import ReviewPaths
 from instruct_assets.lib.review.tools import VERDICTS
@@ -544,16 +543,5 @@ def inbox_fingerprint(paths: DataPaths, cache: FileCache | None = None) -> str:
     missing folder has a fingerprint too, so removing every file triggers a re-parse.
     """
     cache = {} if cache is None else cache
-    entries = []
-    for path in inbox_files(ReviewPaths(paths)):
-        rel = paths.relative(path)
-        stat = path.stat()
-        hit = cache.get(rel)
-        if hit and hit[0] == stat.st_size and hit[1] == stat.st_mtime_ns:
-            digest = hit[2]
-        else:
-            digest = file_digest(path)
-            cache[rel] = [stat.st_size, stat.st_mtime_ns, digest]
-        entries.append([rel, digest])
-    payload = json.dumps({"files": entries, "code": PARSER_VERSION}, sort_keys=True)
-    return hashlib.md5(payload.encode(), usedforsecurity=False).hexdigest()[:16]
+    return files_fingerprint(paths, inbox_files(ReviewPaths(paths)), cache,
+                             {"code": PARSER_VERSION})
