@@ -28,11 +28,19 @@ def test_a_changed_source_requests_the_downstream_chain(tmp_path, instance):
     settled = dg.evaluate_automation_conditions(defs=defs, instance=instance,
                                                 cursor=first.cursor)
     assert requested(settled) == set()
-    # the sensor's run for one source: only that partition re-materializes
+    # re-ingesting an unchanged source publishes nothing new: nothing downstream is due
+    dg.materialize(list(defs.assets), selection=[STAGED, NORMALIZED], partition_key="alpaca",
+                   instance=instance, resources=defs.resources)
+    quiet = dg.evaluate_automation_conditions(defs=defs, instance=instance,
+                                              cursor=settled.cursor)
+    assert requested(quiet) == set()
+    # the sensor's run for a changed source: only that partition re-materializes
+    (paths.raw / "alpaca" / "more.jsonl").write_text(
+        '{"instruction": "Say hi", "output": "Hi!"}\n')
     dg.materialize(list(defs.assets), selection=[STAGED, NORMALIZED], partition_key="alpaca",
                    instance=instance, resources=defs.resources)
     after = dg.evaluate_automation_conditions(defs=defs, instance=instance,
-                                              cursor=settled.cursor)
+                                              cursor=quiet.cursor)
     got = requested(after)
     assert "quality_scores" in got and got <= DOWNSTREAM
     assert not {"staged_examples", "normalized_examples"} & got
@@ -78,6 +86,13 @@ def test_rematerializing_an_unchanged_source_is_cheap_and_changes_nothing(tmp_pa
     assert evals
     # the data version is the content fingerprint, the same as before
     assert event.asset_materialization.tags["dagster/data_version"] == meta["fingerprint"].value
+    # the unchanged source recorded no new publication, so the whole CLI run leaves every
+    # downstream output untouched too
+    quality = paths.quality / "quality.parquet"
+    q_before = quality.stat().st_mtime_ns
+    again = run_all(paths, instance)
+    assert not any(o.changed for o in again.sources) and again.downstream_ok
+    assert quality.stat().st_mtime_ns == q_before
     # and a real change is noticed
     (paths.raw / "wiki" / "more.jsonl").write_text('{"text": "Q: 1+1?\\nA: 2"}\n')
     outcome = run_all(paths, instance)

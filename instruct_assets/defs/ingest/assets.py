@@ -8,6 +8,7 @@ published; its previous published version stays in place.
 
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 
 import dagster as dg
@@ -174,6 +175,7 @@ def _unchanged_result(report: dict, fingerprint: str) -> dg.MaterializeResult:
     group_name="ingest",
     kinds={"parquet"},
     code_version=CODE_VERSION,
+    output_required=False,
     description=(
         "The published canonical examples of one source: data/normalized/source=<source>/"
         "examples.parquet (zstd, sorted by file and row) and its rejects under data/rejects/. "
@@ -182,20 +184,18 @@ def _unchanged_result(report: dict, fingerprint: str) -> dg.MaterializeResult:
     ),
 )
 def normalized_examples(context: dg.AssetExecutionContext, data_dir: DataDir
-                        ) -> dg.MaterializeResult:
+                        ) -> Iterator[dg.MaterializeResult]:
     source = context.partition_key
     paths = data_dir.paths
     if read_report(paths, source, staged=True) is None:
-        # staged_examples found the source unchanged since its publication: nothing to move.
-        report = read_report(paths, source) or {}
-        return dg.MaterializeResult(
-            metadata={"dagster/row_count": report.get("rows", 0), "unchanged": True,
-                      "path": dg.MetadataValue.path(str(paths.normalized_file(source)))},
-            data_version=dg.DataVersion(report.get("fingerprint") or "unknown"))
+        # staged_examples found the source unchanged since its publication: nothing is
+        # moved and no new materialization is recorded, so nothing downstream re-runs.
+        context.log.info(f"source {source!r} unchanged: its publication stays as it is")
+        return
     targets = promote(paths, source)
     report = read_report(paths, source) or {}
     preview = pl.read_parquet(targets["examples.parquet"], n_rows=5)
-    return dg.MaterializeResult(metadata={
+    yield dg.MaterializeResult(metadata={
         "dagster/row_count": report.get("rows", 0),
         "dagster/column_schema": column_schema(NORMALIZED_SCHEMA),
         "path": dg.MetadataValue.path(str(targets["examples.parquet"])),
