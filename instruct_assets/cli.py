@@ -58,8 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     defs = build_defs(paths.root)
     print(f"instruct-assets: data dir {paths.root}")
     try:
-        outcome = run_pipeline(defs, paths, instance, progress=print, quiet=not args.verbose,
-                               force=args.force)
+        outcome = run_pipeline(defs, paths, instance, progress=print, quiet=not args.verbose)
     except SourcesConfigError as exc:
         raise CliError(str(exc)) from exc
     published = [s for s in outcome.sources if s.published]
@@ -225,8 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true",
                      help="exit 1 when any source is held back by a blocking check")
     run.add_argument("--verbose", action="store_true", help="show Dagster's own logs")
-    run.add_argument("--force", action="store_true",
-                     help="recompute the downstream stages even when nothing changed")
     run.set_defaults(func=cmd_run)
     sql = sub.add_parser("sql", parents=[common],
                          help="run one read-only query against the warehouse")

@@ -111,13 +111,12 @@ def run_pipeline(
     instance: dg.DagsterInstance,
     progress: Callable[[str], None] = lambda _msg: None,
     quiet: bool = True,
-    force: bool = False,
 ) -> PipelineOutcome:
-    """Ingest every source, then the downstream stages, unless nothing changed.
+    """Ingest every source, then always recompute the downstream stages.
 
-    Downstream is skipped when no source published anything new, no source was removed,
-    and every downstream asset's last materialization has its current code version
-    (``force`` runs it anyway, e.g. after changing settings).
+    Downstream also depends on inputs outside the sources (annotations, benchmarks,
+    settings) and must repair a run that was killed half-way, so the CLI never skips it;
+    its outputs are deterministic, so an unchanged run rewrites the same bytes.
     """
     started = time.perf_counter()
     reclaimed = reclaim_orphaned_runs(instance)
@@ -125,7 +124,7 @@ def run_pipeline(
         progress(f"marked {len(reclaimed)} run(s) of a killed process as failed and freed "
                  f"their pool slots: {', '.join(r[:8] for r in reclaimed)}")
     specs = discover_sources(paths)
-    _added, removed = sync_partitions(instance, list(specs))
+    sync_partitions(instance, list(specs))
     assets = list(defs.assets or [])
     resources = defs.resources or {}
     run_config = QUIET if quiet else None
@@ -155,11 +154,6 @@ def run_pipeline(
         progress(_progress_line(i, len(specs), outcome))
     downstream = [a for a in assets if a.partitions_def is None]
     downstream_ok, failures = None, []
-    if downstream and not (force or removed or any(o.changed for o in outcomes)) \
-            and _downstream_current(instance, downstream):
-        progress("downstream: inputs and code unchanged since the last run; outputs are "
-                 "current (use --force to recompute)")
-        return PipelineOutcome(outcomes, True, [], time.perf_counter() - started)
     if downstream:
         progress("downstream: quality, curation, splits, exports ...")
         result = dg.materialize(
@@ -173,21 +167,6 @@ def run_pipeline(
         if not result.success:
             failures.append(_first_error(result) or "a step failed")
     return PipelineOutcome(outcomes, downstream_ok, failures, time.perf_counter() - started)
-
-
-def _downstream_current(instance: dg.DagsterInstance, assets: list) -> bool:
-    """Every downstream asset was materialized before, by its current code version."""
-    for assets_def in assets:
-        for key in assets_def.keys:
-            if not assets_def.is_materializable:
-                continue
-            event = instance.get_latest_materialization_event(key)
-            if event is None or event.asset_materialization is None:
-                return False
-            code = assets_def.code_versions_by_key.get(key)
-            if event.asset_materialization.tags.get("dagster/code_version") != code:
-                return False
-    return True
 
 
 def _first_error(result: dg.ExecuteInProcessResult) -> str | None:
