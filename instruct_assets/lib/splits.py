@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from instruct_assets.lib.complexity import TIERS
+from instruct_assets.lib.graph import connected_components
 
 SPLITS: tuple[str, ...] = ("train", "eval")
 
@@ -84,32 +85,6 @@ def prompt_key_expr(messages: str = "messages") -> pl.Expr:
     )
 
 
-def _components(u: np.ndarray, v: np.ndarray, n_nodes: int) -> np.ndarray:
-    """Connected components of an undirected graph; each node's label is the smallest node id
-    of its component (so labels depend on node ids only, not on edge order).
-
-    Union by min-label hooking plus pointer jumping, all in vectorised numpy.
-    """
-    parent = np.arange(n_nodes, dtype=np.int64)
-    if u.size == 0:
-        return parent
-    while True:
-        pu = parent[u]
-        pv = parent[v]
-        if np.array_equal(pu, pv):
-            return parent
-        low = np.minimum(pu, pv)
-        # hook the (root) labels of both ends onto the smaller one
-        np.minimum.at(parent, pu, low)
-        np.minimum.at(parent, pv, low)
-        # pointer jumping until every node points at a root
-        while True:
-            grand = parent[parent]
-            if np.array_equal(grand, parent):
-                break
-            parent = grand
-
-
 def _component_labels(frame: pl.DataFrame) -> pl.DataFrame:
     """Per row: ``_label`` (component id, only meaningful within this call) and ``_ck``.
 
@@ -130,7 +105,7 @@ def _component_labels(frame: pl.DataFrame) -> pl.DataFrame:
     _, u = np.unique(keys["_ck"].hash(seed=0).to_numpy(), return_inverse=True)
     _, v = np.unique(keys["_pk"].hash(seed=0).to_numpy(), return_inverse=True)
     n_clusters = int(u.max()) + 1
-    roots = _components(u, v + n_clusters, n_clusters + int(v.max()) + 1)
+    roots = connected_components(n_clusters + int(v.max()) + 1, u, v + n_clusters)
     return keys.select("_ck").with_columns(_label=pl.Series(roots[u], dtype=pl.Int64))
 
 

@@ -10,7 +10,7 @@ import polars as pl
 
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.publish import published_sources
-from instruct_assets.lib.schema import NORMALIZED_SCHEMA, REJECTS_SCHEMA
+from instruct_assets.lib.schema import NORMALIZED_SCHEMA
 
 
 def read_examples(paths: DataPaths, sources: list[str]) -> pl.DataFrame:
@@ -32,13 +32,8 @@ def rejects_per_source(paths: DataPaths, sources: list[str]) -> dict[str, int]:
     return out
 
 
-def rejects_files(paths: DataPaths, sources: list[str]) -> list:
-    return [paths.rejects_file(s) for s in sources if paths.rejects_file(s).exists()]
-
-
 def live_sources(paths: DataPaths, registered: list[str]) -> list[str]:
     return published_sources(paths, registered)
 
 
-__all__ = ["REJECTS_SCHEMA", "live_sources", "read_examples", "rejects_files",
-           "rejects_per_source"]
+__all__ = ["live_sources", "read_examples", "rejects_per_source"]

@@ -77,12 +77,6 @@ def replace_views(con: duckdb.DuckDBPyConnection, views: dict[str, str]) -> None
         raise
 
 
-def relation_names(con: duckdb.DuckDBPyConnection) -> list[str]:
-    rows = con.execute(
-        "SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()
-    return [r[0] for r in rows]
-
-
 class WarehouseLockedError(RuntimeError):
     """Another process held the warehouse past the wait: names the holder when known."""
 

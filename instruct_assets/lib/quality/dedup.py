@@ -63,6 +63,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from instruct_assets.lib.graph import connected_components
+
 __all__ = [
     "DEDUP_SCHEMA",
     "NON_WORD_RANGES",
@@ -616,24 +618,6 @@ def _candidate_pairs(
     return code // g, code % g
 
 
-def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Connected-component labels (smallest node index) by hooking and pointer jumping."""
-    lab = np.arange(n, dtype=np.int64)
-    while u.size:
-        lu, lv = lab[u], lab[v]
-        if np.array_equal(lu, lv):
-            break
-        m = np.minimum(lu, lv)
-        np.minimum.at(lab, lu, m)
-        np.minimum.at(lab, lv, m)
-        while True:
-            nxt = lab[lab]
-            if np.array_equal(nxt, lab):
-                break
-            lab = nxt
-    return lab
-
-
 def _key_order(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """Row order sorted by (hi, lo); only rows whose ``hi`` repeats pay for the second key."""
     order = np.argsort(hi, kind="stable")
@@ -751,7 +735,7 @@ def find_duplicates(normalized: pl.DataFrame, cfg: DedupConfig | None = None) ->
     del sig
     eu_a, ev_a, ej_a = np.concatenate(eu), np.concatenate(ev), np.concatenate(ej)
 
-    lab = _components(g, eu_a, ev_a)
+    lab = connected_components(g, eu_a, ev_a)
     best = np.full(g, np.nan)
     np.fmax.at(best, eu_a, ej_a)
     np.fmax.at(best, ev_a, ej_a)
