@@ -265,7 +265,11 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 
 
 def _turns_text(role: str) -> pl.Expr:
-    return pl.col("messages").list.eval(_CONTENT.filter(_ROLE.eq(role))).list.join("\n")
+    """All ``role`` turns joined by a newline; a single turn is taken as is (joining would
+    copy every string of single-turn data for nothing)."""
+    turns = pl.col("messages").list.eval(_CONTENT.filter(_ROLE.eq(role)))
+    several = pl.when(turns.list.len() > 1).then(turns).list.join("\n")
+    return pl.coalesce(several, turns.list.first(), pl.lit(""))
 
 
 def _multi_turn_patterns(normalized: pl.DataFrame) -> pl.DataFrame:

@@ -92,10 +92,9 @@ def normalize_source(paths: DataPaths, spec: SourceSpec,
     all_examples = (
         pl.concat(examples) if examples else pl.DataFrame(schema=NORMALIZED_SCHEMA)
     )
-    all_examples = assign_ids(all_examples.sort("source_file", "source_row"))
-    all_rejects = (
-        pl.concat(rejects) if rejects else pl.DataFrame(schema=REJECTS_SCHEMA)
-    ).sort("source_file", "source_row")
+    all_examples = assign_ids(_in_file_order(all_examples))
+    all_rejects = _in_file_order(
+        pl.concat(rejects) if rejects else pl.DataFrame(schema=REJECTS_SCHEMA))
     result = NormalizedSource(conform(all_examples, NORMALIZED_SCHEMA),
                               conform(all_rejects, REJECTS_SCHEMA), reports)
     accounted = result.examples.height + result.rejects.height
@@ -104,6 +103,17 @@ def normalize_source(paths: DataPaths, spec: SourceSpec,
             f"source {spec.name}: {result.records_read} records read but "
             f"{result.examples.height} rows + {result.rejects.height} rejects")
     return result
+
+
+def _in_file_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` sorted by (source_file, source_row); usually it already is (files are read
+    in order, each mapped in row order), and sorting a million conversations copies them."""
+    file, row = pl.col("source_file"), pl.col("source_row")
+    ordered = ((file > file.shift(1))
+               | ((file == file.shift(1)) & (row > row.shift(1)))).fill_null(True).all()
+    if frame.height < 2 or frame.select(ordered).item():
+        return frame
+    return frame.sort("source_file", "source_row")
 
 
 def normalize_file(
@@ -115,9 +125,19 @@ def normalize_file(
     fast_mapped, fast_fm = None, None
     if batch.table is not None and (fast_fm := fast_fieldmap(batch.table, spec)) is not None:
         fast_mapped, leftover = fast_map(batch.table, fast_fm, spec.system_prompt)
+        strings = _string_typed(con, batch.records_at(leftover.sort()), fast_fm)
+        if strings.len():
+            # Text that only looked like a coerced number/list ("42", "[1, 2]") but is a
+            # JSON string in the file: the fast path maps it after all.
+            more, leftover_of_more = fast_map(
+                batch.table.filter(pl.col("source_row").is_in(strings.implode())), fast_fm,
+                spec.system_prompt, types_checked=True)
+            fast_mapped = pl.concat([fast_mapped, more]).sort("source_row")
+            leftover = pl.concat([leftover.filter(~leftover.is_in(strings.implode())),
+                                  leftover_of_more])
         batch.table = None
-        records = (batch.records.filter(pl.col("source_row").is_in(leftover.implode()))
-                   if leftover.len() else pl.DataFrame(schema=RECORDS_SCHEMA))
+        records = (batch.records_at(leftover.sort()) if leftover.len()
+                   else pl.DataFrame(schema=RECORDS_SCHEMA))
         rejects = batch.rejects
     else:
         records, rejects = _objects_only(con, batch)
@@ -165,6 +185,20 @@ def normalize_file(
         formats=dict(sorted(fmt_counts.items())), blank_lines=batch.notes.get("blank_lines", 0),
     )
     return examples, rejects, report
+
+
+def _string_typed(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, fm: FieldMap
+                  ) -> pl.Series:
+    """``source_row`` of the records whose mapped fields are all JSON strings (or null or
+    absent), read from the raw lines: the fast path cannot tell "42" from 42 by itself."""
+    fields = fm.mapped_fields()
+    if records.height == 0 or any('"' in f or "\\" in f for f in fields):
+        return pl.Series("source_row", [], dtype=pl.Int64)
+    rec = records  # noqa: F841 - read by DuckDB by name
+    typed = " AND ".join(
+        f"coalesce(json_type(raw, '$.\"{f}\"') IN ('VARCHAR', 'NULL'), true)" for f in fields)
+    return con.sql(f"SELECT source_row FROM rec WHERE json_valid(raw) AND "
+                   f"json_type(raw) = 'OBJECT' AND {typed} ORDER BY source_row").pl()["source_row"]
 
 
 def _objects_only(

@@ -41,7 +41,7 @@ def write_parquet(frame: pl.DataFrame, target: Path, schema: pl.Schema | None = 
     if schema is not None:
         frame = conform(frame, schema)
     with atomic_path(target) as tmp:
-        frame.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True,
+        frame.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True,
                             row_group_size=128 * 1024)
     return target
 

@@ -36,36 +36,42 @@ def fast_fieldmap(table: pl.DataFrame, spec: SourceSpec) -> FieldMap | None:
 
 
 def fast_map(
-    table: pl.DataFrame, fm: FieldMap, system_prompt: str | None
+    table: pl.DataFrame, fm: FieldMap, system_prompt: str | None, types_checked: bool = False
 ) -> tuple[pl.DataFrame, pl.Series]:
     """(mapped rows with ``source_row``/``source_format``/``messages``, rows left over).
 
-    ``table`` has a ``source_row`` column beside the record fields.
+    ``table`` has a ``source_row`` column beside the record fields. ``types_checked``: the
+    caller has verified in the raw records that every mapped value is a JSON string, so
+    text that looks like a coerced number or list is taken as the string it is.
     """
-    text = {c: pl.col(c).cast(pl.String).str.replace_all("\r\n", "\n", literal=True)
+    # CRLF -> LF, only in the columns that hold a CR (the check is a memchr scan; the
+    # replacement copies every string).
+    text = {c: (pl.col(c).cast(pl.String).str.replace_all("\r\n", "\n", literal=True)
+                if _has_cr(table[c]) else pl.col(c).cast(pl.String))
             for c in fm.mapped_fields()}
     prompt, response = text[fm.prompt], text[fm.response]
     if fm.query:
         query = text[fm.query]
-        user = (pl.when(query.fill_null("").str.strip_chars() == "").then(prompt)
+        user = (pl.when(_blank(query.fill_null(""))).then(prompt)
                 .when(prompt == "").then(query)
                 .otherwise(pl.concat_str(prompt, pl.lit("\n\n"), query)))
     else:
         user = prompt
     system = text[fm.system] if fm.system else pl.lit(None, dtype=pl.String)
     if system_prompt:
-        system = (pl.when(system.is_null() | (system.str.strip_chars() == ""))
+        system = (pl.when(system.is_null() | _blank(system))
                   .then(pl.lit(system_prompt)).otherwise(system))
     ok = (
-        pl.all_horizontal([~_maybe_coerced(pl.col(c)) for c in fm.mapped_fields()])
+        (pl.lit(True) if types_checked else
+         pl.all_horizontal([~_maybe_coerced(pl.col(c)) for c in fm.mapped_fields()]))
         & prompt.is_not_null()
-        & response.is_not_null() & (response.str.strip_chars() != "")
-        & user.is_not_null() & (user.str.strip_chars() != "")
+        & response.is_not_null() & ~_blank(response)
+        & user.is_not_null() & ~_blank(user)
     )
     frame = table.select("source_row", ok.alias("_ok"), user.alias("_user"),
                          response.alias("_response"), system.alias("_system"))
     good = frame.filter("_ok")
-    has_system = pl.col("_system").is_not_null() & (pl.col("_system").str.strip_chars() != "")
+    has_system = pl.col("_system").is_not_null() & ~_blank(pl.col("_system"))
     plain = good.filter(~has_system)
     parts = [plain.select("source_row", _fixed_lists(plain, ("user", "assistant"),
                                                      ("_user", "_response")))]
@@ -82,6 +88,16 @@ def fast_map(
 #: a boolean, or compact JSON of a list/object. A *string* can look the same ("42", "[1]"),
 #: so such rows are not obviously valid and go to the general path, which sees real types.
 _COERCED = r"^(?:-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false)$|^[\[{]"
+
+
+def _blank(col: pl.Expr) -> pl.Expr:
+    """Empty or whitespace only (what ``str.strip_chars() == ""`` tests, without copying
+    every string: the anchored pattern stops at the first non-space character)."""
+    return col.str.contains(r"^\s*$")
+
+
+def _has_cr(values: pl.Series) -> bool:
+    return values.dtype == pl.String and bool(values.str.contains("\r", literal=True).any())
 
 
 def _maybe_coerced(col: pl.Expr) -> pl.Expr:

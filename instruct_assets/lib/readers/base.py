@@ -42,12 +42,20 @@ class RawBatch:
     units: int
     notes: dict[str, int] = field(default_factory=dict)
     table: pl.DataFrame | None = None
+    #: For the table path: the records of some rows only, without splitting every line.
+    lines_at: Callable[[pl.Series], pl.DataFrame] | None = None
 
     @property
     def records(self) -> pl.DataFrame:
         if callable(self._records):
             self._records = self._records()
         return self._records
+
+    def records_at(self, rows: pl.Series) -> pl.DataFrame:
+        """The records of ``rows`` (source_row values), in the order given."""
+        if self.lines_at is not None and callable(self._records):
+            return self.lines_at(rows)
+        return self.records.filter(pl.col("source_row").is_in(rows.implode()))
 
     @classmethod
     def build(

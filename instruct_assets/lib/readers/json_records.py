@@ -39,46 +39,75 @@ def read_jsonl(data: bytes, max_line_bytes: int | None = None) -> RawBatch:
     """
     if not data[:65536].strip() and not data.strip():
         raise FileRejected("empty_file", "the file is empty")
+    offsets = _line_offsets(data)
     if max_line_bytes is not None and len(data) > max_line_bytes and (
-            _longest_line(data) > max_line_bytes):
-        return _read_lines(data)
-    fast = _read_table(data)
+            int(np.diff(offsets).max()) - 1 > max_line_bytes):
+        return _read_lines(data, offsets)
+    fast = _read_table(data, offsets)
     if fast is not None:
-        return RawBatch(lambda: _records_of(data), pl.DataFrame(schema=READ_REJECTS_SCHEMA),
-                        "jsonl", fast.height, {"blank_lines": 0}, table=fast)
-    return _read_lines(data)
+        return RawBatch(lambda: _read_lines(data, offsets).records,
+                        pl.DataFrame(schema=READ_REJECTS_SCHEMA), "jsonl", fast.height,
+                        {"blank_lines": 0}, table=fast,
+                        lines_at=lambda rows: _lines_at(data, offsets, rows))
+    return _read_lines(data, offsets)
 
 
-def _read_table(data: bytes) -> pl.DataFrame | None:
+def _read_table(data: bytes, offsets: np.ndarray) -> pl.DataFrame | None:
     """The whole file as a native polars table, when every line is a JSON object.
 
     Only for files without blank lines (so row index == line index); any parse problem
     returns None and the line-by-line path takes over.
     """
-    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    if b"\n\n" in data or b"\n\r\n" in data or data[:1] in (b"\n", b"\r"):
+    if data[:1] in (b"\n", b"\r") or _has_blank_line(data, offsets):
         return None
     try:
         table = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
     except Exception:
         return None
-    if table.height != n_lines or "source_row" in table.columns:
+    if table.height != len(offsets) - 1 or "source_row" in table.columns:
         return None
     return table.with_row_index("source_row").with_columns(pl.col("source_row").cast(pl.Int64))
 
 
-def _longest_line(data: bytes) -> int:
-    breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-    bounds = np.concatenate([[-1], breaks, [len(data)]])
-    return int(np.diff(bounds).max()) - 1
+def _line_offsets(data: bytes) -> np.ndarray:
+    """Byte offset of each line start, plus the end of the data (int64, len = lines + 1).
+
+    Scanned in 64 MiB blocks so no file-sized temporary array is made.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    block = 1 << 26
+    ends = [np.flatnonzero(buf[i:i + block] == 10).astype(np.int64) + (i + 1)
+            for i in range(0, len(buf), block)]
+    if data and data[-1:] != b"\n":
+        ends.append(np.array([len(data)], dtype=np.int64))
+    return np.concatenate([np.zeros(1, dtype=np.int64), *ends])
 
 
-def _records_of(data: bytes) -> pl.DataFrame:
-    return _read_lines(data).records
+def _has_blank_line(data: bytes, offsets: np.ndarray) -> bool:
+    """A line that is only ``\\n`` or ``\\r\\n`` (from the offsets: no scan of the bytes)."""
+    lengths = np.diff(offsets)
+    if (lengths == 1).any():
+        return True
+    two = offsets[:-1][lengths == 2]
+    return bool(len(two)) and bool((np.frombuffer(data, dtype=np.uint8)[two] == 13).any())
 
 
-def _read_lines(data: bytes) -> RawBatch:
-    lines = _split_lines(data)
+def _line_array(data: bytes, offsets: np.ndarray) -> pa.LargeBinaryArray:
+    """Every line (with its line break) as binary values over ``data``'s own buffer."""
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _lines_at(data: bytes, offsets: np.ndarray, rows: pl.Series) -> pl.DataFrame:
+    """Records of just ``rows`` (line indexes) of a file read by the table path, so a few
+    leftover rows do not cost splitting the whole file. Such files are valid UTF-8."""
+    taken = _line_array(data, offsets).take(pa.array(rows.cast(pl.Int64).to_numpy()))
+    raw = pl.Series("raw", taken.cast(pa.large_string())).str.strip_chars_end("\r\n")
+    return pl.DataFrame({"source_row": rows.cast(pl.Int64), "raw": raw})
+
+
+def _read_lines(data: bytes, offsets: np.ndarray | None = None) -> RawBatch:
+    lines = _split_lines(data, offsets)
     frame = pl.DataFrame({"raw": lines}).with_row_index("source_row")
     blank = frame.select(pl.col("raw").str.strip_chars().str.len_bytes() == 0).to_series()
     n_blank = int(blank.sum())
@@ -91,17 +120,9 @@ def _read_lines(data: bytes) -> RawBatch:
     return RawBatch.build(records, rejects, "jsonl", {"blank_lines": n_blank})
 
 
-def _split_lines(data: bytes) -> pl.Series:
+def _split_lines(data: bytes, offsets: np.ndarray | None = None) -> pl.Series:
     """Lines of ``data`` (without the line break) as a String series; invalid UTF-8 -> null."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(buf == 10) + 1
-    if data and data[-1:] != b"\n":
-        ends = np.append(ends, len(data))
-    offsets = np.concatenate([np.zeros(1, dtype=np.int64), ends.astype(np.int64)])
-    n = len(offsets) - 1
-    binary = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
-    )
+    binary = _line_array(data, _line_offsets(data) if offsets is None else offsets)
     try:
         strings = binary.cast(pa.large_string())
     except pa.ArrowInvalid:
