@@ -81,24 +81,26 @@ def _live(paths: DataPaths) -> list[str]:
 
 def stage_normalize(paths: DataPaths, part: Parts) -> dict[str, Any]:
     """``staged_examples`` then, when its blocking checks pass, ``normalized_examples``."""
-    from instruct_assets.defs.ingest.assets import INGEST_CHECKS
+    from dataclasses import asdict
+
+    from instruct_assets.defs.ingest.assets import CODE_VERSION, INGEST_CHECKS
+    from instruct_assets.lib.fingerprint import source_fingerprint
     from instruct_assets.lib.normalize import normalize_source
     from instruct_assets.lib.publish import promote, read_report, write_staging
 
     settings = IngestSettings()
     out: dict[str, Any] = {"rows": 0, "rejects": 0, "held_back": {}}
     for source, spec in discover_sources(paths).items():
+        with part("fingerprint"):
+            fingerprint = source_fingerprint(paths, spec, {}, CODE_VERSION)
         with part("normalize_source"):
             result = normalize_source(paths, spec)
-        with part("write_staging"):
-            write_staging(paths, source, result)
         with part("checks"):
-            outcomes = {name: check(result.examples)
-                        for name, check in contract.ROW_CHECKS.items()}
-            outcomes["row_accounting"] = contract.row_accounting(
-                result.records_read, result.examples.height, result.rejects.height)
-            outcomes["reject_rate_below_ceiling"] = contract.reject_rate(
-                result.records_read, result.rejects.height, settings.max_reject_rate)
+            outcomes = contract.source_checks(result.examples, result.records_read,
+                                              result.rejects.height, settings.max_reject_rate)
+        with part("write_staging"):
+            write_staging(paths, source, result, fingerprint,
+                          {name: asdict(o) for name, o in outcomes.items()})
         with part("metadata"):
             files = pl.DataFrame([
                 {"file": f.file, "container": f.container, "format": f.format,
@@ -126,60 +128,23 @@ def stage_normalize(paths: DataPaths, part: Parts) -> dict[str, Any]:
 
 
 def stage_quality(paths: DataPaths, part: Parts) -> dict[str, Any]:
-    """``quality_scores``."""
-    from instruct_assets.lib.parquet_io import write_parquet
-    from instruct_assets.lib.quality.consistency import system_prompt_table
+    """``quality_scores``: the same ``publish_quality`` call, views, checks and metadata."""
     from instruct_assets.lib.quality.signals import QUALITY_COLUMNS
-    from instruct_assets.lib.quality.table import (
-        build_quality,
-        flag_counts,
-        score_histogram,
-        source_summary,
-        worst_examples,
-    )
-    from instruct_assets.lib.schema import NORMALIZED_SCHEMA, REJECTS_SCHEMA
-    from instruct_assets.lib.stage_io import read_examples, rejects_per_source
-    from instruct_assets.lib.warehouse import replace_views, view_over
+    from instruct_assets.lib.quality.stage import publish_quality
+    from instruct_assets.lib.quality.table import score_histogram, worst_examples
+    from instruct_assets.lib.warehouse import replace_views
 
     settings = QualitySettings()
     sources = _live(paths)
-    with part("read_examples"):
-        examples = read_examples(paths, sources)
-    with part("build_quality"):
-        cfg = settings.quality_config()
-        quality = build_quality(examples, cfg, settings.dedup_config())
-    with part("summaries"):
-        rejects = rejects_per_source(paths, sources)
-        summary = source_summary(quality, examples, rejects, cfg)
-        flags = flag_counts(quality)
-        prompts = system_prompt_table(examples)
-    with part("write_parquet"):
-        out = paths.quality
-        write_parquet(quality, out / "quality.parquet")
-        write_parquet(summary, out / "source_summary.parquet")
-        write_parquet(flags, out / "flag_counts.parquet")
-        write_parquet(prompts, out / "system_prompts.parquet")
-    with part("warehouse_views"):
-        views = {
-            "examples": view_over([paths.normalized_file(s) for s in sources],
-                                  NORMALIZED_SCHEMA),
-            "rejects": view_over([paths.rejects_file(s) for s in sources], REJECTS_SCHEMA),
-            "quality": view_over([out / "quality.parquet"], quality.schema),
-            "source_summary": view_over([out / "source_summary.parquet"], summary.schema),
-            "flag_counts": view_over([out / "flag_counts.parquet"], flags.schema),
-            "system_prompts": view_over([out / "system_prompts.parquet"], prompts.schema),
-        }
-        with warehouse_resource(paths).get_connection() as con:
-            replace_views(con, views)
+    with part("publish_quality"):
+        stage = publish_quality(paths, sources, settings.quality_config(),
+                                settings.dedup_config())
+    with part("warehouse_views"), warehouse_resource(paths).get_connection() as con:
+        replace_views(con, stage.views)
+    quality, summary, flags = stage.quality, stage.summary, stage.flags
     with part("checks"):
-        keys = examples.select("source", "example_id")
-        q_keys = quality.select("source", "example_id")
-        missing = keys.join(q_keys, on=["source", "example_id"], how="anti")
-        dup_rows = q_keys.filter(pl.struct("source", "example_id").is_duplicated())
-        out_of_range = quality.filter(pl.col("quality_score").is_null()
-                                      | ~pl.col("quality_score").is_between(0.0, 1.0))
         over = summary.filter(pl.col("flagged_share") > settings.max_flagged_share)
-        missing["example_id"].head(5).to_list()
+        stage.missing["example_id"].head(5).to_list()
         markdown_table(over.select("source", "flagged_share", "flags_by_kind"), limit=20)
     with part("metadata"):
         flagged = int((quality["quality_flags"].list.len() > 0).sum()) if quality.height else 0
@@ -196,30 +161,26 @@ def stage_quality(paths: DataPaths, part: Parts) -> dict[str, Any]:
         "flagged_rows": flagged,
         "exact_duplicates": int(quality["is_exact_duplicate"].sum() or 0),
         "near_duplicates": int(quality["is_near_duplicate"].sum() or 0),
+        "score_seconds": round(stage.seconds, 3),
         "checks_failed": [n for n, bad in (
-            ("one_quality_row_per_example", missing.height or dup_rows.height
-             or quality.height != examples.height),
-            ("scores_in_range", out_of_range.height)) if bad],
+            ("one_quality_row_per_example", stage.missing.height or stage.duplicated
+             or quality.height != stage.examples_rows),
+            ("scores_in_range", stage.out_of_range.height)) if bad],
     }
 
 
 def stage_complexity(paths: DataPaths, part: Parts) -> dict[str, Any]:
-    """``complexity_scores``."""
-    from instruct_assets.lib.complexity import score_complexity, tier_summary
-    from instruct_assets.lib.parquet_io import write_parquet
-    from instruct_assets.lib.stage_io import read_examples
-    from instruct_assets.lib.warehouse import replace_views, view_over
+    """``complexity_scores``: the same ``publish_complexity`` call, views and metadata."""
+    from instruct_assets.lib.complexity import tier_summary
+    from instruct_assets.lib.curation_stage import publish_complexity
+    from instruct_assets.lib.warehouse import replace_views
 
     settings = CurationSettings()
-    with part("read_examples"):
-        examples = read_examples(paths, _live(paths))
-    with part("score_complexity"):
-        scored = score_complexity(examples, settings.complexity_config()).with_columns(
-            pl.col("complexity_tier").cast(pl.String)).sort("source", "example_id")
-    with part("write_parquet"):
-        target = write_parquet(scored, paths.curation / "complexity.parquet")
+    with part("publish_complexity"):
+        stage = publish_complexity(paths, _live(paths), settings.complexity_config())
+    scored = stage.scored
     with part("warehouse_views"), warehouse_resource(paths).get_connection() as con:
-        replace_views(con, {"complexity": view_over([target], scored.schema)})
+        replace_views(con, stage.views)
     with part("metadata"):
         tiers = dict(scored.group_by("complexity_tier").len().sort("complexity_tier")
                      .iter_rows())
@@ -233,105 +194,70 @@ def stage_complexity(paths: DataPaths, part: Parts) -> dict[str, Any]:
 
 
 def stage_decontamination(paths: DataPaths, part: Parts) -> dict[str, Any]:
-    """``benchmark_contamination``."""
-    from instruct_assets.lib.benchmarks import load_benchmarks
-    from instruct_assets.lib.decontaminate import (
-        build_benchmark_index,
-        find_contamination,
-        hit_table,
-    )
-    from instruct_assets.lib.parquet_io import write_parquet
-    from instruct_assets.lib.stage_io import read_examples
-    from instruct_assets.lib.warehouse import replace_views, view_over
+    """``benchmark_contamination``: the same ``publish_contamination`` call."""
+    from instruct_assets.lib.curation_stage import publish_contamination
+    from instruct_assets.lib.warehouse import replace_views
 
     settings = CurationSettings()
-    with part("read_examples"):
-        examples = read_examples(paths, _live(paths))
-    with part("load_benchmarks"):
-        items, bench_rejects = load_benchmarks(paths)
-    cfg = settings.decontam_config()
-    with part("build_benchmark_index"):
-        index = build_benchmark_index(items, cfg)
-    with part("find_contamination"):
-        found = find_contamination(examples, index, cfg)
-    with part("hit_table"):
-        hits = hit_table(found, index)
-    with part("write_parquet"):
-        target = write_parquet(found, paths.curation / "contamination.parquet")
-        hits_target = write_parquet(hits, paths.curation / "contamination_hits.parquet")
+    with part("publish_contamination"):
+        stage = publish_contamination(paths, _live(paths), settings.decontam_config())
+    found, hits = stage.found, stage.hits
     with part("warehouse_views"), warehouse_resource(paths).get_connection() as con:
-        replace_views(con, {"contamination": view_over([target], found.schema),
-                            "contamination_hits": view_over([hits_target], hits.schema)})
+        replace_views(con, stage.views)
     with part("metadata"):
         contaminated = found.filter("contaminated")
         n_contaminated = contaminated.select("source", "example_id").unique().height
         column_schema(found.schema)
         markdown_table(hits, limit=50)
-    return {"rows": examples.height, "benchmark_items": items.height,
-            "benchmark_rejects": sum(bench_rejects.values()),
+    return {"rows": stage.examples_rows, "benchmark_items": stage.items.height,
+            "benchmark_rejects": sum(stage.bench_rejects.values()),
             "contaminated_examples": n_contaminated}
 
 
 def stage_curation(paths: DataPaths, part: Parts) -> dict[str, Any]:
-    """``curated_examples``."""
-    from instruct_assets.lib.curation import curate, rule_counts
-    from instruct_assets.lib.parquet_io import write_parquet
-    from instruct_assets.lib.warehouse import replace_views, view_over
+    """``curated_examples``: the same ``publish_curation`` call (human verdicts included),
+    views, check and metadata."""
+    from instruct_assets.lib.curation import rule_counts
+    from instruct_assets.lib.curation_stage import publish_curation
+    from instruct_assets.lib.warehouse import replace_views
 
     settings = CurationSettings()
-    with part("read_inputs"):
-        quality = pl.read_parquet(paths.quality / "quality.parquet", columns=[
-            "source", "example_id", "quality_score", "quality_flags", "dup_cluster_id",
-            "is_dup_representative"])
-        contamination = pl.read_parquet(paths.curation / "contamination.parquet")
-    with part("curate"):
-        curated = curate(quality, settings.curation_config(), contamination).sort(
-            "source", "example_id")
-    with part("write_parquet"):
-        target = write_parquet(curated, paths.curation / "curation.parquet")
+    with part("publish_curation"):
+        stage = publish_curation(paths, _live(paths), settings.curation_config(),
+                                 QualitySettings().quality_config())
+    curated, verdicts = stage.curated, stage.verdicts
     with part("warehouse_views"), warehouse_resource(paths).get_connection() as con:
-        replace_views(con, {"curation": view_over([target], curated.schema)})
+        replace_views(con, stage.views)
     with part("metadata"):
         rules = rule_counts(curated)
         removed = {r["rule"]: int(r["removed"]) for r in rules.iter_rows(named=True)}
         kept = int(curated["kept"].sum())
         column_schema(curated.schema)
         markdown_table(rules, limit=20)
-    return {"rows": curated.height, "kept": kept, "removed": removed}
+        markdown_table(verdicts.conflicts, limit=20)
+    return {"rows": curated.height, "kept": kept, "removed": removed,
+            "human": verdicts.counts}
 
 
 def stage_splits(paths: DataPaths, part: Parts) -> dict[str, Any]:
     """``split_assignments``."""
-    from instruct_assets.lib.parquet_io import write_parquet
-    from instruct_assets.lib.split_sets import SPLIT_NAMES, build_splits
-    from instruct_assets.lib.splits import check_split_integrity, split_report
-    from instruct_assets.lib.stage_io import read_examples
+    from instruct_assets.lib.split_sets import SET_SCHEMA, SPLIT_NAMES, run_splits
+    from instruct_assets.lib.splits import split_report
     from instruct_assets.lib.warehouse import replace_views, view_over
 
     settings = CurationSettings()
-    with part("read_inputs"):
-        examples = read_examples(paths, _live(paths))
-        curated = pl.read_parquet(paths.curation / "curation.parquet")
-        complexity = pl.read_parquet(paths.curation / "complexity.parquet",
-                                     columns=["source", "example_id", "complexity_tier"])
     cfg = settings.split_config()
-    with part("build_splits"):
-        assignments, sets = build_splits(examples, curated, complexity, cfg)
-    with part("write_parquet"):
-        target = write_parquet(assignments, paths.splits / "assignments.parquet")
-        files = {name: write_parquet(frame, paths.splits / f"{name}.parquet")
-                 for name, frame in sets.items()}
+    outcome = run_splits(paths, _live(paths), cfg, settings.complexity_config(), part,
+                         synthetic_cap=settings.synthetic_cap_config())
+    assignments, integrity = outcome.assignments, outcome.integrity
     with part("warehouse_views"), warehouse_resource(paths).get_connection() as con:
         replace_views(con, {
-            "splits": view_over([target], assignments.schema),
-            **{name: view_over([files[name]], sets[name].schema) for name in SPLIT_NAMES},
+            "splits": view_over([outcome.assignments_path], assignments.schema),
+            **{name: view_over([outcome.files[name]], SET_SCHEMA) for name in SPLIT_NAMES},
+            "synthetic_capped": view_over([outcome.capped_path], outcome.capped.schema),
         })
     with part("checks"):
-        integrity = check_split_integrity(assignments, cfg)
-        excluded_in = assignments.join(
-            curated.filter(~pl.col("kept")).select("source", "example_id"),
-            on=["source", "example_id"], how="semi")
-        excluded_in["example_id"].head(5).to_list()
+        outcome.excluded_in["example_id"].head(5).to_list()
     with part("metadata"):
         report = split_report(assignments)
         tiers_by_split = (assignments.group_by("split", "complexity_tier").len()
@@ -347,61 +273,37 @@ def stage_splits(paths: DataPaths, part: Parts) -> dict[str, Any]:
          or integrity["prompts_across_splits"]),
         ("tier_proportions_within_tolerance", not integrity["tiers_within_tolerance"]
          or integrity["tiers_missing_in_eval"]),
-        ("no_excluded_row_in_split", excluded_in.height)) if bad]
+        ("no_excluded_row_in_split", outcome.excluded_in.height)) if bad]
     return {"rows": assignments.height, "train_rows": integrity["train_rows"],
             "eval_rows": integrity["eval_rows"], "checks_failed": failed}
 
 
 def stage_exports(paths: DataPaths, part: Parts) -> dict[str, Any]:
-    """``training_exports``: every split in every format, the card, and its checks."""
-    from instruct_assets.lib.export.card import write_card
-    from instruct_assets.lib.export.validate import validate_export
-    from instruct_assets.lib.export.writers import KIND_PATHS, export_split
-    from instruct_assets.lib.export_stats import card_stats, round_trip_ids
-    from instruct_assets.lib.split_sets import SPLIT_NAMES
+    """``training_exports``: the shared ``run_exports`` with the default settings, plus the
+    asset's metadata table."""
+    from instruct_assets.defs.settings import ExportSettings
+    from instruct_assets.lib.export.stage import run_exports
 
     quality_settings, curation_settings = QualitySettings(), CurationSettings()
-    results, frames = {}, {}
-    for split in SPLIT_NAMES:
-        with part("read_split"):
-            frames[split] = pl.read_parquet(paths.splits / f"{split}.parquet")
-        with part("export_split"):
-            results[split] = export_split(frames[split], paths.exports, split)
-    with part("card"):
-        stats = card_stats(paths, _live(paths), frames, results, {
-            "quality": quality_settings.model_dump(),
-            "curation": curation_settings.model_dump()})
-        write_card(paths.exports / "README.md", stats)
-    with part("validate_export"):
-        validations = [validate_export(info["path"], kind) | {"split": split}
-                       for split, res in results.items()
-                       for kind, info in res["formats"].items()]
-    bad = [v for v in validations if not v["valid"]]
-    count_errors = []
-    for split, res in results.items():
-        for kind, info in res["formats"].items():
-            dropped = info.get("not_exportable", {}).get("count", 0)
-            if info["rows"] + dropped != frames[split].height:
-                count_errors.append(f"{kind}/{split}")
-    with part("round_trip_ids"):
-        trip = {split: round_trip_ids(paths, paths.exports / KIND_PATHS["openai"].format(
-            split=split), frames[split]) for split in SPLIT_NAMES}
-    trip_bad = [s for s, t in trip.items() if t["missing"] or t["unexpected"]]
+    export_settings = ExportSettings()
+    outcome = run_exports(paths, _live(paths), export_settings.kinds(), {
+        "quality": quality_settings.model_dump(), "curation": curation_settings.model_dump(),
+        "exports": export_settings.model_dump()}, part=part)
     with part("metadata"):
-        files = pl.DataFrame([
-            {"split": split, "kind": kind, "path": str(info["path"]), "rows": info["rows"],
-             "bytes": info["bytes"],
-             "not_exportable": info.get("not_exportable", {}).get("count", 0)}
-            for split, res in results.items() for kind, info in res["formats"].items()])
-        markdown_table(files, limit=50, width=90)
-    kinds = {f"{split}/{kind}": info["seconds"] for split, res in results.items()
+        markdown_table(outcome.files, limit=50, width=90)
+    kinds = {f"{split}/{kind}": info["seconds"] for split, res in outcome.results.items()
              for kind, info in res["formats"].items()}
-    return {"rows": sum(f.height for f in frames.values()),
-            "bytes": int(files["bytes"].sum()),
+    checks = {f"{v['split']}/{v['kind']}": v["seconds"] for v in outcome.validations}
+    trip_ok = not outcome.trip_failures
+    return {"rows": sum(f.height for f in outcome.frames.values()),
+            "bytes": int(outcome.files["bytes"].sum()),
             "export_seconds_by_kind": kinds,
-            "checks_failed": [n for n, bad_ in (("every_line_parses", bad),
-                                                ("row_counts_match_splits", count_errors),
-                                                ("round_trip_same_ids", trip_bad)) if bad_]}
+            "check_seconds_by_kind": checks,
+            "round_trip_rows": {s: t["rows_checked"] for s, t in outcome.trip.items()},
+            "checks_failed": [n for n, failed in (
+                ("every_line_parses", outcome.invalid),
+                ("row_counts_match_splits", outcome.count_errors),
+                ("round_trip_same_ids", not trip_ok)) if failed]}
 
 
 RUNNERS: dict[str, Callable[[DataPaths, Parts], dict[str, Any]]] = {

@@ -247,10 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from instruct_assets.lib.settings_file import SettingsFileError
+
     try:
         return args.func(args)
-    except CliError as exc:
+    except (CliError, SettingsFileError) as exc:
         print(f"instruct-assets: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a settings.yaml value the resources refuse
+        print(f"instruct-assets: error: settings.yaml: {exc}", file=sys.stderr)
         return 2
 
 

@@ -30,11 +30,12 @@ from instruct_assets.defs.review.assets import (
     human_annotations,
     review_queue,
 )
-from instruct_assets.defs.settings import CurationSettings, QualitySettings
+from instruct_assets.defs.settings import CurationSettings, ExportSettings, QualitySettings
 from instruct_assets.defs.splits.assets import split_assignments
 from instruct_assets.defs.synthetic.assets import synthetic_variations
 from instruct_assets.defs.synthetic.resources import synthetic_endpoint_from_env
 from instruct_assets.lib.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR, DataPaths
+from instruct_assets.lib.settings_file import read_settings
 
 REFRESH_CRON_ENV = "INSTRUCT_ASSETS_REFRESH_CRON"
 
@@ -47,11 +48,15 @@ def build_defs(data_dir: str | os.PathLike | None = None,
                refresh_cron: str | None = None) -> dg.Definitions:
     """All assets, checks, sensors, the schedule and resources, bound to one data dir.
 
+    The settings resources take their values from ``<data dir>/settings.yaml`` when it
+    exists (``lib.settings_file``), else their defaults.
+
     ``refresh_cron``: when the full refresh runs (else ``$INSTRUCT_ASSETS_REFRESH_CRON``,
     else daily at 03:00).
     """
     paths = resolve_data_dir(data_dir)
     cron = refresh_cron or os.environ.get(REFRESH_CRON_ENV) or DEFAULT_REFRESH_CRON
+    settings = read_settings(paths)
     return dg.Definitions(
         # One process per run: steps are small and mostly I/O on shared Parquet; a process
         # per step cost ~45 s per downstream run in the UI. DuckDB writers still take turns
@@ -66,9 +71,10 @@ def build_defs(data_dir: str | os.PathLike | None = None,
         schedules=[build_refresh_schedule(cron)],
         resources={
             "data_dir": DataDir(path=str(paths.root)),
-            "ingest_settings": IngestSettings(),
-            "quality_settings": QualitySettings(),
-            "curation_settings": CurationSettings(),
+            "ingest_settings": IngestSettings(**settings["ingest"]),
+            "quality_settings": QualitySettings(**settings["quality"]),
+            "curation_settings": CurationSettings(**settings["curation"]),
+            "export_settings": ExportSettings(**settings["exports"]),
             "duckdb": warehouse_resource(paths),
             "synthetic_endpoint": synthetic_endpoint_from_env(),
         },

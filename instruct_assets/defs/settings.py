@@ -14,9 +14,12 @@ from pydantic import Field
 from instruct_assets.lib.complexity import ComplexityConfig
 from instruct_assets.lib.curation import CurationConfig
 from instruct_assets.lib.decontaminate import DecontamConfig
+from instruct_assets.lib.export.rendered import TEMPLATE_NAMES
+from instruct_assets.lib.export.writers import KINDS
 from instruct_assets.lib.quality.config import QualityThresholds
 from instruct_assets.lib.quality.dedup import DedupConfig
 from instruct_assets.lib.splits import SplitConfig
+from instruct_assets.lib.synthetic_cap import SyntheticCapConfig
 
 
 def _apply(base: Any, overrides: dict[str, float]) -> Any:
@@ -51,9 +54,11 @@ class CurationSettings(dg.ConfigurableResource):
     """Curation, complexity tiers, decontamination and splits.
 
     ``exclude_flags``: quality flags that exclude a row by themselves (default: the flags
-    that make a row useless or harmful to train on). ``max_synthetic_share``: WARN when a
-    split holds more synthetic rows than this (guidance warns against training on synthetic
-    data alone).
+    that make a row useless or harmful to train on). ``max_synthetic_share``: the largest
+    share of synthetic rows in a split (guidance warns against training on synthetic data
+    alone); None: no cap. A WARN check reports a split above it; with
+    ``enforce_synthetic_cap`` the splits stage drops the fewest synthetic rows to meet it
+    (``lib.synthetic_cap``) and a blocking check verifies it.
     """
 
     min_quality_score: float = 0.5
@@ -64,7 +69,8 @@ class CurationSettings(dg.ConfigurableResource):
     keep_only_representatives: bool = True
     eval_fraction: float = 0.1
     split_seed: str = "instruct-assets-split-v1"
-    max_synthetic_share: float = 0.5
+    max_synthetic_share: float | None = 0.5
+    enforce_synthetic_cap: bool = False
     complexity: dict[str, float] = Field(default_factory=dict)
     decontamination: dict[str, float] = Field(default_factory=dict)
     splits: dict[str, float] = Field(default_factory=dict)
@@ -80,6 +86,40 @@ class CurationSettings(dg.ConfigurableResource):
     def decontam_config(self) -> DecontamConfig:
         return _apply(DecontamConfig(), self.decontamination)
 
+    def synthetic_cap_config(self) -> SyntheticCapConfig:
+        return SyntheticCapConfig(max_synthetic_share=self.max_synthetic_share,
+                                  enforce=self.enforce_synthetic_cap)
+
     def split_config(self) -> SplitConfig:
         base = SplitConfig(eval_fraction=self.eval_fraction, seed=self.split_seed)
         return _apply(base, self.splits)
+
+
+class ExportSettings(dg.ConfigurableResource):
+    """Which training exports ``training_exports`` writes.
+
+    ``formats``: data formats among ``openai`` (OpenAI/TRL JSONL), ``openai_parquet`` (its
+    Parquet copy), ``sharegpt`` (LLaMA-Factory JSON) and ``alpaca`` (single-turn JSON).
+    ``templates``: chat templates the conversations are also rendered with as ``{"text"}``
+    JSONL, among ``chatml``, ``llama3`` and ``alpaca`` (the Alpaca prompt, single-turn rows).
+    Default: every format and ChatML only; each template costs one more file per split of
+    about the size of the OpenAI JSONL, so add the others when a trainer needs them.
+    """
+
+    formats: list[str] = Field(default_factory=lambda: [
+        "openai", "openai_parquet", "sharegpt", "alpaca"])
+    templates: list[str] = Field(default_factory=lambda: ["chatml"])
+
+    def kinds(self) -> list[str]:
+        """The export kinds to write (formats, then ``text_<template>``), validated."""
+        known_formats = [k for k in KINDS if not k.startswith("text_")]
+        problems = []
+        unknown = [f for f in self.formats if f not in known_formats]
+        if unknown:
+            problems.append(f"unknown export format(s) {unknown}; known: {known_formats}")
+        unknown = [t for t in self.templates if t not in TEMPLATE_NAMES]
+        if unknown:
+            problems.append(f"unknown template(s) {unknown}; known: {list(TEMPLATE_NAMES)}")
+        if problems:
+            raise dg.Failure("ExportSettings: " + "; ".join(problems))
+        return list(dict.fromkeys([*self.formats, *(f"text_{t}" for t in self.templates)]))

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from instruct_assets.lib.parallel import concat_slices
+
 #: Tier names, simplest first. ``complexity_tier`` is an Enum over these, so sorting by it
 #: sorts by difficulty.
 TIERS: tuple[str, ...] = ("simple", "medium", "complex")
@@ -323,32 +325,60 @@ def _multi_turn_patterns(normalized: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def score_complexity(normalized: pl.DataFrame, cfg: ComplexityConfig | None = None) -> pl.DataFrame:
-    """Score every normalized example; one output row per input row, in input order.
+def _texts(frame: pl.DataFrame) -> pl.DataFrame:
+    """``_row``, ``prompt_raw``, ``response`` (see :func:`_turns_text`), ``n_turns``,
+    ``_n_assistant`` and ``_has_tool`` for ``frame`` (``_row``, ``messages``).
 
-    Input: the canonical normalized frame (``source``, ``example_id``, ``messages``; other
-    columns are ignored). Output columns: ``source``, ``example_id``, the feature columns
-    in :data:`FEATURE_COLUMNS`, ``complexity_score`` (f64) and ``complexity_tier``
-    (Enum simple < medium < complex).
+    A row with at most one user and one assistant turn (nearly all rows) takes its turn's
+    content directly (a cheap gather); only the others are filtered and joined.
     """
-    cfg = cfg or ComplexityConfig()
-    frame = normalized.select("source", "example_id", "messages").with_row_index("_row")
-
-    texts = frame.select(
+    messages = pl.col("messages")
+    counted = frame.select(
         "_row",
-        "source",
-        "example_id",
-        prompt_raw=_turns_text("user"),
-        response=_turns_text("assistant"),
-        n_turns=pl.col("messages").list.eval(_ROLE == "user").list.sum().cast(pl.Int32),
-        _n_assistant=pl.col("messages").list.eval(_ROLE == "assistant").list.sum(),
-        _has_tool=pl.col("messages").list.eval(_ROLE == "tool").list.any(),
-    ).with_columns(prompt="\n" + pl.col("prompt_raw").str.to_lowercase())
+        "messages",
+        n_turns=messages.list.eval(_ROLE == "user").list.sum().cast(pl.Int32),
+        _n_assistant=messages.list.eval(_ROLE == "assistant").list.sum(),
+        _has_tool=messages.list.eval(_ROLE == "tool").list.any(),
+        _user_at=messages.list.eval((_ROLE == "user").arg_max()).list.first(),
+        _assistant_at=messages.list.eval((_ROLE == "assistant").arg_max()).list.first(),
+    )
+    single = counted.select(
+        prompt_raw=pl.when(pl.col("n_turns") == 1).then(
+            messages.list.get(pl.col("_user_at"), null_on_oob=True).struct.field("content")
+        ),
+        response=pl.when(pl.col("_n_assistant") == 1).then(
+            messages.list.get(pl.col("_assistant_at"), null_on_oob=True).struct.field("content")
+        ),
+    )
+    several = counted.select((pl.col("n_turns") > 1) | (pl.col("_n_assistant") > 1)).to_series()
+    texts = pl.concat([counted.drop("messages"), single], how="horizontal")
+    if several.any():
+        joined = frame.filter(several).select(
+            "_row", _p=_turns_text("user"), _r=_turns_text("assistant")
+        )
+        texts = texts.join(joined, on="_row", how="left", maintain_order="left").with_columns(
+            prompt_raw=pl.coalesce("_p", "prompt_raw"),
+            response=pl.coalesce("_r", "response"),
+        ).drop("_p", "_r")
+    return texts.with_columns(
+        pl.col("prompt_raw").fill_null(""), pl.col("response").fill_null("")
+    ).drop("_user_at", "_assistant_at")
+
+
+def _features(part: pl.DataFrame) -> pl.DataFrame:
+    """Feature columns (plus ``_has_tool``) of a slice of the scored frame, in its order."""
+    frame = part.with_row_index("_row")
+    texts = _texts(frame.select("_row", "messages")).with_columns(
+        prompt="\n" + pl.col("prompt_raw").str.to_lowercase()
+    )
 
     def count(col: str, pattern: str) -> pl.Expr:
         return pl.col(col).str.count_matches(pattern)
 
-    feats = texts.select(
+    fence = pl.col("response").str.contains("```", literal=True)
+    feats = pl.concat(
+        [frame.select("source", "example_id"), texts], how="horizontal"
+    ).lazy().select(
         "_row",
         "source",
         "example_id",
@@ -371,13 +401,17 @@ def score_complexity(normalized: pl.DataFrame, cfg: ComplexityConfig | None = No
         response_structure=(
             count("response", STRUCTURE)
             + pl.col("response").str.contains(STRUCTURE_FIRST_LINE).cast(pl.UInt32)
-            + pl.col("response").str.count_matches("```", literal=True) // 2
+            # counted only where a fence is (count_matches skips the masked rows)
+            + pl.when(fence)
+            .then(pl.col("response").str.count_matches("```", literal=True))
+            .otherwise(pl.lit(0, pl.UInt32))
+            // 2
         ).cast(pl.Int32),
         response_steps=(
             count("response", STEP)
             + pl.col("response").str.contains(STEP_FIRST_LINE).cast(pl.UInt32)
         ).cast(pl.Int32),
-    )
+    ).collect()
 
     patterns = _multi_turn_patterns(frame)
     feats = feats.join(patterns, on="_row", how="left", maintain_order="left").with_columns(
@@ -387,7 +421,22 @@ def score_complexity(normalized: pl.DataFrame, cfg: ComplexityConfig | None = No
         .then(pl.lit("single_turn"))
         .otherwise(pl.col("_pattern").fill_null("independent_turns"))
     )
-    feats = feats.sort("_row")
+    return feats.sort("_row")
+
+
+def score_complexity(normalized: pl.DataFrame, cfg: ComplexityConfig | None = None) -> pl.DataFrame:
+    """Score every normalized example; one output row per input row, in input order.
+
+    Input: the canonical normalized frame (``source``, ``example_id``, ``messages``; other
+    columns are ignored). Output columns: ``source``, ``example_id``, the feature columns
+    in :data:`FEATURE_COLUMNS`, ``complexity_score`` (f64) and ``complexity_tier``
+    (Enum simple < medium < complex).
+
+    Every feature reads its own row only, so they are computed on contiguous row slices
+    in parallel threads (:mod:`instruct_assets.lib.parallel`).
+    """
+    cfg = cfg or ComplexityConfig()
+    feats = concat_slices(normalized.select("source", "example_id", "messages"), _features)
 
     def capped(col: str, offset: int, cap: int) -> pl.Expr:
         return (pl.col(col) - offset).clip(0, cap).cast(pl.Float64)

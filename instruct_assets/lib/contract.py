@@ -160,3 +160,12 @@ ROW_CHECKS = {
     "example_id_unique": example_id_unique,
     "one_format_per_source": one_format,
 }
+
+
+def source_checks(examples: pl.DataFrame, records_read: int, rejects: int,
+                  max_reject_rate: float) -> dict[str, CheckOutcome]:
+    """Every check of one normalized source, by name (the ingestion asset's checks)."""
+    outcomes = {name: check(examples) for name, check in ROW_CHECKS.items()}
+    outcomes["row_accounting"] = row_accounting(records_read, examples.height, rejects)
+    outcomes["reject_rate_below_ceiling"] = reject_rate(records_read, rejects, max_reject_rate)
+    return outcomes

@@ -18,6 +18,12 @@ Aho-Corasick pass (polars ``str.contains_any``) for *anchors*: word ``m``-grams 
 benchmark, ``m = ceil((n+1)/2)``, taken every ``n - m + 1`` words, so every item n-gram contains
 one whole anchor. Only the rows that contain an anchor (usually a tiny share) are split into
 words and hashed for the exact count.
+
+Normalising every example only to look for anchors cost most of the stage, so a cheaper
+*raw-text screen* runs first (:func:`anchor_screen`) and only the rows it passes are
+normalised and checked for anchors exactly. The screen is a superset of the exact rule:
+it never drops a row whose normalised text contains an anchor (see :class:`AnchorScreen`
+for why, and ``tests/lib/test_decontaminate.py`` for the proof on tricky cases).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
+from instruct_assets.lib.parallel import concat_slices
 
 #: 64-bit FNV prime, the base of the polynomial n-gram hash.
 HASH_BASE = np.uint64(1099511628211)
@@ -105,6 +113,98 @@ class BenchmarkIndex:
 def normalize_text_expr(text: pl.Expr) -> pl.Expr:
     """Lowercase, non-alphanumeric runs -> one space, trimmed (see module docstring)."""
     return text.str.to_lowercase().str.replace_all(_NON_WORD_RUN, " ").str.strip_chars(" ")
+
+
+#: Characters whose lowercase (polars ``str.to_lowercase``) is not one character of the same
+#: kind: ``İ`` -> ``i`` + combining dot (two characters, the dot is not a letter), the Kelvin
+#: sign -> ASCII ``k``, and two letters whose lowercase is a letter while they are not (in
+#: the regex engine's Unicode tables). Rows holding one skip the raw-text screen (they go to
+#: the exact check). A test recomputes this set over every code point.
+CASE_SPECIAL_CHARS: tuple[str, ...] = ("\u0130", "\u212a", "\ua7d2", "\ua7d4")
+
+#: A raw character that cannot be part of an ASCII word (ASCII-only: cheap for the DFA).
+_RAW_SEP = "[^a-zA-Z0-9]"
+
+
+def _raw_word(word: str) -> str:
+    """Regex matching every raw spelling of a normalised ``word``: ASCII letters in either
+    case, digits as is, each run of non-ASCII characters as any run of non-ASCII ones."""
+    out: list[str] = []
+    for ch in word:
+        if not ch.isascii():
+            if not out or out[-1] != "[^\\x00-\\x7F]+":
+                out.append("[^\\x00-\\x7F]+")
+        elif ch.isalpha():
+            out.append(f"[{ch}{ch.upper()}]")
+        else:
+            out.append(ch)  # a digit: normalised words hold letters and digits only
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class AnchorScreen:
+    """Regexes over *raw* message contents that a row must pass to be checked exactly.
+
+    A row passes when one of its messages matches ``within`` (a whole anchor inside one
+    message) or holds a :data:`CASE_SPECIAL_CHARS` character, or when one message matches
+    ``ends`` and one matches ``starts`` (an anchor running across two turns: the text is
+    the turns joined, so the first turn ends with one of the anchor's words but its last
+    and a later turn starts with one of its words but its first).
+
+    Why it is a superset of "the normalised text contains the anchor": without a special
+    character, lowercasing maps each raw character to one character, and an ASCII letter or
+    digit only comes from the same ASCII letter (either case) or digit; so each anchor word
+    is a raw run matching :func:`_raw_word`, the non-empty non-word runs between the words
+    come from raw characters that are not ASCII letters or digits (``[^a-zA-Z0-9]+``), and
+    the same holds at both ends of the anchor (or the text starts/ends there). Every
+    message of a row is screened, whatever its role: more text can only pass more rows.
+    """
+
+    within: str
+    ends: str
+    starts: str
+
+    def row_passes(self, messages: pl.Expr) -> pl.Expr:
+        content = pl.element().struct.field("content")
+
+        def any_message(pred: pl.Expr) -> pl.Expr:
+            return messages.list.eval(pred.fill_null(False)).list.any()
+
+        return any_message(
+            content.str.contains(self.within) | content.str.contains_any(CASE_SPECIAL_CHARS)
+        ) | (
+            any_message(content.str.contains(self.ends))
+            & any_message(content.str.contains(self.starts))
+        )
+
+
+#: Above this many anchors the screen's regexes grow past the regex engine's size limit
+#: (and a pass costs more than normalising), so rows are normalised without a screen.
+MAX_SCREEN_ANCHORS = 256
+
+
+def anchor_screen(anchors: list[str]) -> AnchorScreen | None:
+    """The raw-text screen of an index's ``anchors`` (see :class:`AnchorScreen`), or None
+    when there are more than :data:`MAX_SCREEN_ANCHORS` (every row is then normalised)."""
+    if len(anchors) > MAX_SCREEN_ANCHORS:
+        return None
+    words = [a.split() for a in anchors]
+    sep = _RAW_SEP
+    whole = "|".join(f"{sep}+".join(_raw_word(w) for w in ws) for ws in words)
+
+    def alternation(chosen: set[str]) -> str:
+        return "|".join(_raw_word(w) for w in sorted(chosen))
+
+    ends = alternation({w for ws in words for w in ws[:-1]})
+    starts = alternation({w for ws in words for w in ws[1:]})
+    never = "[^\\s\\S]"  # a class matching nothing (one-word anchors span no turns)
+    return AnchorScreen(
+        within=f"(?:^|{sep})(?:{whole})(?:{sep}|$)",
+        # a message-end anchored pattern with single words: the regex engine searches
+        # it from the end (multi-word variants here were orders of magnitude slower)
+        ends=f"(?:^|{sep})(?:{ends or never}){sep}*$",
+        starts=f"^{sep}*(?:{starts or never})(?:{sep}|$)",
+    )
 
 
 def _window_hashes(
@@ -257,16 +357,27 @@ def find_contamination(
         return pl.DataFrame(schema=CONTAMINATION_SCHEMA)
 
     text = pl.col("messages").list.eval(_CONTENT.filter(_ROLE.is_in(cfg.roles))).list.join(" ")
-    candidates = (
-        examples.lazy()
-        .select(
-            "source",
-            "example_id",
-            norm=pl.lit(" ") + normalize_text_expr(text) + pl.lit(" "),
+    screen = anchor_screen(index.anchors)
+
+    def exact(part: pl.DataFrame) -> pl.DataFrame:
+        """Rows of ``part`` whose normalised text holds an anchor, screened raw first."""
+        rows = part.lazy()
+        if screen is not None:
+            rows = rows.filter(screen.row_passes(pl.col("messages")))
+        return (
+            rows
+            .select(
+                "source",
+                "example_id",
+                norm=pl.lit(" ") + normalize_text_expr(text) + pl.lit(" "),
+            )
+            .filter(pl.col("norm").str.contains_any(index.anchors))
+            .collect()
         )
-        .filter(pl.col("norm").str.contains_any(index.anchors))
-        .collect(engine="streaming")
-        .sort("source", "example_id")
+
+    # row-local: screened slice by slice on every core
+    candidates = concat_slices(examples.select("source", "example_id", "messages"), exact).sort(
+        "source", "example_id"
     )
     if candidates.height == 0:
         return pl.DataFrame(schema=CONTAMINATION_SCHEMA)

@@ -32,6 +32,10 @@ class DataPaths:
         return self.root / "sources.yaml"
 
     @property
+    def settings_file(self) -> Path:
+        return self.root / "settings.yaml"
+
+    @property
     def staging(self) -> Path:
         return self.root / "staging"
 

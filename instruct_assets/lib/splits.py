@@ -85,45 +85,107 @@ def prompt_key_expr(messages: str = "messages") -> pl.Expr:
     )
 
 
-def _component_labels(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per row: ``_label`` (component id, only meaningful within this call) and ``_ck``.
+def _node_keys(frame: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """Per row: its cluster key and its prompt key, as graph node names.
 
-    Nodes are cluster keys and prompt keys; each row is an edge between its two nodes. A null
-    ``dup_cluster_id`` or empty ``prompt_key`` is replaced by the row's own key (no link).
-    Dense node ids come from ``np.unique`` over polars string hashes: the ids are internal
-    only (rows are grouped by them; the public group key is the smallest cluster key string),
-    so a hash collision could only merge two groups, which never leaks.
+    A null ``dup_cluster_id`` or empty ``prompt_key`` is replaced by the row's own key
+    (``"\\x00row\\x1f<source>\\x1f<example_id>"``: no link); those strings are only built
+    when such rows exist.
     """
     row_key = pl.format("\x00row\x1f{}\x1f{}", pl.col("source"), pl.col("example_id"))
-    keys = frame.select(
-        _ck=pl.coalesce(pl.col("dup_cluster_id"), row_key),
-        _pk=pl.coalesce(
-            pl.when(pl.col("prompt_key").str.len_bytes() > 0).then(pl.col("prompt_key")),
-            row_key,
-        ),
-    )
-    _, u = np.unique(keys["_ck"].hash(seed=0).to_numpy(), return_inverse=True)
-    _, v = np.unique(keys["_pk"].hash(seed=0).to_numpy(), return_inverse=True)
+    cluster = pl.col("dup_cluster_id").cast(pl.String)
+    ck = frame.select(cluster).to_series()
+    if ck.null_count():
+        ck = frame.select(pl.coalesce(cluster, row_key)).to_series()
+    prompt = pl.when(pl.col("prompt_key").str.len_bytes() > 0).then(pl.col("prompt_key"))
+    pk = frame.select(prompt).to_series()
+    if pk.null_count():
+        pk = frame.select(pl.coalesce(prompt, row_key)).to_series()
+    return ck.rename("_ck"), pk.rename("_pk")
+
+
+def _component_labels(ck: pl.Series, pk: pl.Series) -> np.ndarray:
+    """Per row: a dense id (0 .. groups - 1) of its connected component (its group).
+
+    Nodes are cluster keys and prompt keys; each row is an edge between its two nodes. Dense
+    node ids come from ``np.unique`` over polars string hashes: the ids are internal only
+    (rows are grouped by them; the public group key is the smallest cluster key string), so a
+    hash collision could only merge two groups, which never leaks.
+    """
+    _, u = np.unique(ck.hash(seed=0).to_numpy(), return_inverse=True)
+    _, v = np.unique(pk.hash(seed=0).to_numpy(), return_inverse=True)
     n_clusters = int(u.max()) + 1
-    roots = connected_components(n_clusters + int(v.max()) + 1, u, v + n_clusters)
-    return keys.select("_ck").with_columns(_label=pl.Series(roots[u], dtype=pl.Int64))
+    n_nodes = n_clusters + int(v.max()) + 1
+    roots = connected_components(n_nodes, u, v + n_clusters)[u]
+    is_root = np.zeros(n_nodes, dtype=bool)
+    is_root[roots] = True
+    return (np.cumsum(is_root) - 1)[roots]
 
 
-def _group_hashes(groups: pl.DataFrame, seed: str) -> pl.DataFrame:
-    """Adds ``_hash``: the first 64 bits of md5(seed + "\x1f" + split_group) as UInt64.
+def _md5_prefix(keys: pl.Series, seed: str) -> np.ndarray:
+    """The first 64 bits of md5(seed + "\\x1f" + key) of each key, as uint64 (in DuckDB).
 
-    Equal to ``int(hashlib.md5((seed + "\x1f" + key).encode()).hexdigest()[:16], 16)``.
+    Equal to ``int(hashlib.md5((seed + "\\x1f" + key).encode()).hexdigest()[:16], 16)``.
     """
     con = duckdb.connect()
     try:
-        con.register("groups", groups)
-        return con.sql(
-            "select *, ('0x' || substr(md5($seed || chr(31) || split_group), 1, 16))::UBIGINT"
-            " as _hash from groups",
+        con.register("groups", pl.DataFrame(
+            {"i": np.arange(keys.len(), dtype=np.int64), "k": keys}))
+        got = con.sql(
+            "select i, ('0x' || substr(md5($seed || chr(31) || k), 1, 16))::UBIGINT as h"
+            " from groups",
             params={"seed": seed},
         ).pl()
     finally:
         con.close()
+    out = np.empty(keys.len(), dtype=np.uint64)
+    out[got["i"].to_numpy()] = got["h"].to_numpy()
+    return out
+
+
+def _order(keys: list[np.ndarray], split_group: pl.Series) -> np.ndarray:
+    """Group order by ``keys`` (first = primary, the last is the md5 prefix), ties broken by
+    ``split_group``.
+
+    Sorted key by key from the last, stably (small non-negative ints take numpy's radix
+    sort). A tie on every key needs two groups with the same 64-bit hash prefix: practically
+    never, and then the string decides, as a full sort would.
+    """
+    order = np.argsort(keys[-1])  # equal hashes are settled below
+    for k in keys[-2::-1]:
+        kk = k[order]
+        if kk.size and kk.min() >= 0 and kk.max() < 1 << 15:
+            kk = kk.astype(np.int16)
+        order = order[np.argsort(kk, kind="stable")]
+    tie = np.ones(max(order.size - 1, 0), dtype=bool)
+    for k in keys:
+        ks = k[order]
+        tie &= ks[1:] == ks[:-1]
+    if tie.any():
+        frame = pl.DataFrame({f"k{i}": k for i, k in enumerate(keys)}).with_columns(
+            split_group.alias("_sg"))
+        order = frame.with_row_index("_i").sort(frame.columns)["_i"].to_numpy()
+    return order
+
+
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Mask of the first element of each run of equal values."""
+    first = np.ones(sorted_keys.size, dtype=bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    return first
+
+
+def _take_fallback(eval_g: np.ndarray, unit: np.ndarray, size: np.ndarray,
+                   g_hash: np.ndarray, split_group: pl.Series) -> None:
+    """In place: each unit (stratum or tier) with >= 2 groups and none in eval takes its
+    first group by (size, hash, split_group). Only the groups of such units are ordered."""
+    n_groups = np.bincount(unit)
+    has_eval = np.bincount(unit, weights=eval_g, minlength=n_groups.size) > 0
+    cand = np.flatnonzero(((n_groups >= 2) & ~has_eval)[unit])
+    if not cand.size:
+        return
+    order = cand[_order([unit[cand], size[cand], g_hash[cand]], split_group.gather(cand))]
+    eval_g[order[_run_starts(unit[order])]] = True
 
 
 def assign_splits(frame: pl.DataFrame, cfg: SplitConfig | None = None) -> pl.DataFrame:
@@ -156,70 +218,65 @@ def assign_splits(frame: pl.DataFrame, cfg: SplitConfig | None = None) -> pl.Dat
     own = sorted(per_source.filter(pl.col("_n") >= cfg.min_source_rows)["source"].to_list())
     source_rank = {src: i + 1 for i, src in enumerate(own)}  # 0 = pooled
     tier_rank = {t: i for i, t in enumerate(TIERS)}
-    strata = frame.select(
-        _stratum=pl.col("complexity_tier")
+    stratum = frame.select(
+        pl.col("complexity_tier")
         .cast(pl.String)
         .replace_strict(tier_rank, default=len(TIERS), return_dtype=pl.Int64)
         .fill_null(len(TIERS) + 1)
         * (len(own) + 1)
         + pl.col("source").replace_strict(source_rank, default=0, return_dtype=pl.Int64)
-    )
-    rows = pl.concat([_component_labels(frame), strata], how="horizontal")
+    ).to_series().to_numpy()
+    ck, pk = _node_keys(frame)
+    gid = _component_labels(ck, pk)  # group of each row
+    n_groups = int(gid.max()) + 1
+    size = np.bincount(gid, minlength=n_groups)
 
-    # one stratum per group: the one holding most of its rows (ties: lower stratum id)
-    group_stratum = (
-        rows.group_by("_label", "_stratum")
-        .agg(_n=pl.len())
-        .sort(["_label", "_n", "_stratum"], descending=[False, True, False])
-        .unique(subset="_label", keep="first", maintain_order=True)
-        .select("_label", "_stratum")
-    )
-    groups = rows.group_by("_label").agg(split_group=pl.col("_ck").min(), _size=pl.len())
-    groups = groups.join(group_stratum, on="_label")
-    groups = _group_hashes(groups, cfg.seed).sort("_stratum", "_hash", "split_group")
+    # one stratum per group: the one holding most of its rows (ties: lower stratum id), and
+    # the group key: its smallest cluster key. A one-row group takes its row's; only the
+    # rows of larger groups are counted and compared.
+    n_strata = int(stratum.max()) + 1
+    any_row = np.empty(n_groups, dtype=np.int64)
+    any_row[gid] = np.arange(gid.size)
+    g_stratum = stratum[any_row]
+    split_group = ck.gather(any_row)
+    multi = size[gid] > 1
+    if multi.any():
+        pairs, counts = np.unique(gid[multi] * n_strata + stratum[multi], return_counts=True)
+        pair_group, pair_stratum = pairs // n_strata, pairs % n_strata
+        best = np.lexsort((pair_stratum, -counts, pair_group))
+        best = best[_run_starts(pair_group[best])]
+        g_stratum[pair_group[best]] = pair_stratum[best]
+        mins = (
+            pl.DataFrame({"g": gid[multi], "ck": ck.filter(pl.Series(multi))})
+            .group_by("g")
+            .agg(pl.col("ck").min())
+        )
+        split_group = split_group.scatter(mins["g"].to_numpy(), mins["ck"])
+    split_group = split_group.rename("split_group")
+    g_hash = _md5_prefix(split_group, cfg.seed)
 
-    stratum = "_stratum"
-    stratum_rows = pl.col("_size").sum().over(stratum)
-    groups = groups.with_columns(
-        _target=(stratum_rows * cfg.eval_fraction + 0.5).floor().cast(pl.Int64),
-        _n_groups=pl.len().over(stratum),
-    ).with_columns(_fit_size=pl.when(pl.col("_size") <= pl.col("_target")).then("_size"))
-    # greedy in hash order over the groups that fit (window functions keep frame order)
-    taken_before = pl.col("_fit_size").fill_null(0).cum_sum().over(stratum) - pl.col("_fit_size")
-    groups = groups.with_columns(_eval=(taken_before < pl.col("_target")).fill_null(False))
+    # per stratum, greedy in hash order over the groups that fit the stratum's eval target
+    order = _order([g_stratum, g_hash], split_group)
+    st, sz = g_stratum[order], size[order]
+    stratum_rows = np.bincount(g_stratum, weights=size, minlength=n_strata)
+    target = np.floor(stratum_rows * cfg.eval_fraction + 0.5).astype(np.int64)[st]
+    fits = sz <= target
+    fit_size = np.where(fits, sz, 0)
+    taken = np.cumsum(fit_size)  # inclusive, over all strata
+    starts = np.flatnonzero(_run_starts(st))
+    before_stratum = np.repeat(taken[starts] - fit_size[starts],
+                               np.diff(np.append(starts, st.size)))
+    eval_g = np.zeros(n_groups, dtype=bool)
+    eval_g[order] = fits & (taken - fit_size - before_stratum < target)
     # fallback: a stratum with >= 2 groups and no eval group takes its smallest group
-    groups = groups.sort(stratum, "_size", "_hash", "split_group").with_columns(
-        _eval=pl.col("_eval")
-        | (
-            (pl.col("_n_groups") >= 2)
-            & ~pl.col("_eval").any().over(stratum)
-            & (pl.int_range(pl.len()).over(stratum) == 0)
-        )
-    )
+    _take_fallback(eval_g, g_stratum, size, g_hash, split_group)
     # same at tier level: a tier spread over strata of one group each still gets evaluated
-    tier = pl.col("_stratum") // (len(own) + 1)
-    groups = groups.sort(tier, "_size", "_hash", "split_group").with_columns(
-        _eval=pl.col("_eval")
-        | (
-            (pl.len().over(tier) >= 2)
-            & ~pl.col("_eval").any().over(tier)
-            & (pl.int_range(pl.len()).over(tier) == 0)
-        )
-    )
+    g_tier = g_stratum // (len(own) + 1)
+    _take_fallback(eval_g, g_tier, size, g_hash, split_group)
 
-    out = (
-        rows.select("_label")
-        .join(
-            groups.select("_label", "split_group", "_eval"),
-            on="_label",
-            how="left",
-            maintain_order="left",
-        )
-        .with_columns(
-            split=pl.when(pl.col("_eval")).then(pl.lit("eval")).otherwise(pl.lit("train"))
-        )
-    )
-    return pl.concat([frame, out.select("split_group", "split")], how="horizontal")
+    split = pl.Series("split", ["train", "eval"], dtype=pl.String).gather(
+        eval_g[gid].astype(np.uint32))
+    return pl.concat([frame, pl.DataFrame([split_group.gather(gid), split])], how="horizontal")
 
 
 def split_report(splits: pl.DataFrame) -> pl.DataFrame:
@@ -232,9 +289,26 @@ def split_report(splits: pl.DataFrame) -> pl.DataFrame:
 
 
 def _dup_across(splits: pl.DataFrame, key: list[str]) -> int:
+    """Keys (non-null, non-empty prompt) whose rows lie in more than one split.
+
+    Rows are first grouped by a 64-bit hash of the key: only hash groups holding two splits
+    can hold a straddling key (a collision can only add candidates), and those few rows
+    are then counted exactly on the key strings.
+    """
     valid = splits.drop_nulls(key)
     if "prompt_key" in key:
         valid = valid.filter(pl.col("prompt_key").str.len_bytes() > 0)
+    if valid.height < 2:
+        return 0
+    hashed = valid.select(_h=pl.struct(key).hash(seed=0), _s=pl.col("split").hash(seed=0))
+    h, sh = hashed["_h"].to_numpy(), hashed["_s"].to_numpy()
+    order = np.argsort(h)
+    hs, ss = h[order], sh[order]
+    starts = np.flatnonzero(np.concatenate([[True], hs[1:] != hs[:-1]]))
+    mixed = np.minimum.reduceat(ss, starts) != np.maximum.reduceat(ss, starts)
+    if not mixed.any():
+        return 0
+    valid = valid.filter(pl.Series(np.isin(h, hs[starts[mixed]])))
     return valid.group_by(key).agg(pl.col("split").n_unique()).filter(pl.col("split") > 1).height
 
 

@@ -13,15 +13,17 @@ from instruct_assets.lib.publish import published_sources
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA
 
 
-def read_examples(paths: DataPaths, sources: list[str]) -> pl.DataFrame:
+def read_examples(paths: DataPaths, sources: list[str],
+                  columns: list[str] | None = None) -> pl.DataFrame:
     """All published examples of ``sources``, in a fixed order: sources by name, each in its
     published order (file, row). Stages sort their own outputs; no re-sort here (it cost
-    seconds per stage at a million rows)."""
+    seconds per stage at a million rows). ``columns``: read only these (all by default)."""
     files = [paths.normalized_file(s) for s in sorted(sources)
              if paths.normalized_file(s).exists()]
     if not files:
-        return pl.DataFrame(schema=NORMALIZED_SCHEMA)
-    return pl.read_parquet(files)
+        empty = pl.DataFrame(schema=NORMALIZED_SCHEMA)
+        return empty.select(columns) if columns is not None else empty
+    return pl.read_parquet(files, columns=columns)
 
 
 def rejects_per_source(paths: DataPaths, sources: list[str]) -> dict[str, int]:

@@ -30,6 +30,8 @@ RELATIONS: dict[str, str] = {
     "splits": "example_id, split, complexity_tier, source of every kept example",
     "train": "the train split joined to its examples",
     "eval": "the eval split joined to its examples",
+    "synthetic_capped": "synthetic rows the enforced synthetic cap dropped from a split "
+                        "(exclusion_reason synthetic_cap)",
     "curation": "one row per example with exclusion_reason (null when kept)",
     "complexity": "complexity features, complexity_score and complexity_tier per example",
     "contamination": "benchmark n-gram hits per example",

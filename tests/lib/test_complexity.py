@@ -366,3 +366,50 @@ def test_glaive_conversations_with_observations_are_tool_use():
     has_tool = pl.Series([any(r == "tool" for r, _ in c) for c in convs])
     assert (scored["multi_turn_pattern"] == "tool_use").to_list() == has_tool.to_list()
     assert has_tool.sum() > 50
+
+
+def _reference_texts(frame: pl.DataFrame) -> pl.DataFrame:
+    """The documented prompt/response texts, built the plain way for every row."""
+    role, content = pl.element().struct.field("role"), pl.element().struct.field("content")
+
+    def joined(r: str) -> pl.Expr:
+        return pl.col("messages").list.eval(content.filter(role == r)).list.join("\n")
+
+    return frame.select(prompt_raw=joined("user"), response=joined("assistant"))
+
+
+def test_turn_texts_take_every_turn_of_the_role_in_any_layout():
+    from instruct_assets.lib.complexity import _texts
+
+    convs = [
+        [("user", "Hi"), ("assistant", "Hello")],
+        [("system", "Be brief."), ("user", "One"), ("assistant", "A"), ("user", "Two"),
+         ("assistant", "B")],
+        [("assistant", "Only me")],
+        [("user", "Only me")],
+        [("user", "Q"), ("assistant", "call"), ("tool", "{}"), ("assistant", "done")],
+        [("assistant", "first"), ("user", "late question")],
+        [],
+    ]
+    frame = frame_from_conversations(convs).with_row_index("_row")
+    got = _texts(frame.select("_row", "messages"))
+    assert got.select("prompt_raw", "response").equals(_reference_texts(frame))
+    assert got["n_turns"].to_list() == [1, 2, 0, 1, 1, 1, 0]
+    assert got["_has_tool"].to_list() == [False, False, False, False, True, False, False]
+
+
+def test_scores_do_not_depend_on_slicing_into_threads(monkeypatch):
+    from instruct_assets.lib import parallel
+
+    convs = [
+        [("user", f"Explain why step {i} matters, then list 3 tips in JSON."),
+         ("assistant", f"1. First\n2. So we know {i}\n```py\nx = {i}\n```")]
+        for i in range(50)
+    ] + [[("user", "Write a poem."), ("assistant", "Roses."), ("user", "Make it shorter."),
+          ("assistant", "Ok?")]] * 3
+    frame = frame_from_conversations(convs)
+    whole = score_complexity(frame)
+    monkeypatch.setattr(parallel, "MIN_SLICE_ROWS", 7)
+    monkeypatch.setattr(pl, "thread_pool_size", lambda: 4)
+    assert len(parallel.slices(frame)) == 4
+    assert score_complexity(frame).equals(whole)

@@ -201,3 +201,66 @@ def test_alpaca_demo_exact_duplicates_are_removed_as_duplicates():
     counts = {r["rule"]: r["removed"] for r in rule_counts(curated).iter_rows(named=True)}
     assert counts["duplicate"] == 14  # the file's documented exact duplicates
     assert curated["kept"].sum() == 999 - 14
+
+
+def test_verdicts_applied_to_the_touched_rows_only_equal_apply_verdicts_on_all_rows():
+    """``curation_stage.apply_verdicts_to_reviewed`` runs ``apply_verdicts`` on the rows a
+    verdict can touch; the result equals running it on every row (then sorted by key):
+    reject, accept, edit, an edit whose text collides with an unannotated row, a no-op
+    edit and a verdict for an unknown example."""
+    from datetime import UTC, datetime
+
+    from instruct_assets.lib.curation_stage import apply_verdicts_to_reviewed
+    from instruct_assets.lib.review.annotations import ANNOTATIONS_SCHEMA
+    from instruct_assets.lib.review.verdicts import apply_verdicts, edited_conversations
+
+    convs = [[("user", f"Question {i}?"), ("assistant", f"Answer {i}.")] for i in range(12)]
+    examples = frame_from_conversations(convs, source="s")
+    ids = examples["example_id"].to_list()
+    rows = quality([{"example_id": i, "quality_score": 0.2 if n % 4 == 0 else 0.9}
+                    for n, i in enumerate(ids)])
+    cfg = CurationConfig()
+    curated = curate(rows, cfg)
+
+    # row 9 (never annotated) becomes exactly what row 5's edit produces, under the id
+    # ingestion gives it: the edit must be found to collide with it
+    clash_edit = pl.DataFrame({"source": ["s"], "example_id": [ids[5]],
+                               "edited_content": ["Answer 9."]})
+    target = edited_conversations(clash_edit, examples)["new_id"][0]
+    examples = examples.with_columns(
+        example_id=pl.when(pl.col("example_id") == ids[9]).then(pl.lit(target))
+        .otherwise(pl.col("example_id")),
+        messages=pl.when(pl.col("example_id") == ids[9])
+        .then(examples.filter(pl.col("example_id") == ids[5])["messages"].list.eval(
+            pl.when(pl.element().struct.field("role") == "assistant")
+            .then(pl.struct(role=pl.lit("assistant"), content=pl.lit("Answer 9.")))
+            .otherwise(pl.element())).first())
+        .otherwise(pl.col("messages")),
+    )
+    rows = rows.with_columns(example_id=pl.when(pl.col("example_id") == ids[9])
+                             .then(pl.lit(target)).otherwise(pl.col("example_id")))
+    curated = curate(rows, cfg)
+
+    def ann(example_id: str, verdict: str, edited: str | None = None) -> dict:
+        return {"source": "s", "example_id": example_id, "verdict": verdict,
+                "edited_content": edited, "reason": None, "annotator": "a",
+                "annotated_at": datetime(2024, 5, 2, 1, tzinfo=UTC), "tool": "t",
+                "tool_format": "f", "annotation_ref": f"{example_id}:{verdict}",
+                "file": "x.json", "record": 0}
+
+    annotations = pl.DataFrame([
+        ann(ids[0], "accept"), ann(ids[1], "reject"), ann(ids[2], "edit", "Better answer."),
+        ann(ids[3], "edit", "Answer 3."), ann(ids[5], "edit", "Answer 9."),
+        ann("unknown", "reject"),
+    ], schema=ANNOTATIONS_SCHEMA)
+    full = apply_verdicts(curated, annotations, examples, cfg=cfg)
+    fast = apply_verdicts_to_reviewed(curated, annotations, examples, cfg=cfg)
+    assert fast.curated.equals(full.curated.sort("source", "example_id"))
+    assert fast.edited_examples.equals(full.edited_examples)
+    assert fast.conflicts.equals(full.conflicts)
+    assert fast.counts == full.counts
+    assert full.counts["edit_duplicates"] == 1 and full.counts["orphan_verdicts"] == 1
+    # and without any annotation every row passes through
+    none = apply_verdicts_to_reviewed(curated, annotations.head(0), examples.head(0), cfg=cfg)
+    ref = apply_verdicts(curated, annotations.head(0), examples.head(0), cfg=cfg)
+    assert none.curated.equals(ref.curated.sort("source", "example_id"))

@@ -228,3 +228,97 @@ def test_truthfulqa_questions_copied_into_alpaca_rows_are_found():
     found = find_contamination(examples, index).filter(pl.col("contaminated"))
     planted_ids = set(examples["example_id"].tail(20))
     assert set(found["example_id"]) == planted_ids
+
+
+# --- the raw-text screen (a superset of the exact anchor rule) -------------------------
+
+
+def _exact_rows(frame: pl.DataFrame, anchors: list[str], roles=("user", "assistant")) -> list[bool]:
+    """The exact rule: the normalised user/assistant text holds an anchor."""
+    role, content = pl.element().struct.field("role"), pl.element().struct.field("content")
+    text = pl.col("messages").list.eval(content.filter(role.is_in(list(roles)))).list.join(" ")
+    norm = pl.lit(" ") + normalize_text_expr(text) + pl.lit(" ")
+    return frame.select(norm.str.contains_any(anchors))[:, 0].to_list()
+
+
+TRICKY_ITEM = "Kristian tells the truth. Is 3 + 40 = 43? Let's think: ÉCOLE ça marche, İstanbul."
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        [("user", "kristian TELLS the truth. is 3 + 40 = 43? let's think: école ÇA marche")],
+        [("user", "KRISTIAN\ttells,,,the---truth!!!\n\nIs 3 (+) 40 == 43?? Let’s think")],
+        # the anchor runs across turns, with a system and a tool turn in between
+        [("user", "Kristian tells the"), ("system", "x"), ("tool", "y"),
+         ("assistant", "truth. Is 3 + 40 = 43? Let's think")],
+        # across three turns, one of them a single word
+        [("user", "... Kristian tells"), ("assistant", "the"),
+         ("user", "truth. Is 3 + 40 = 43?")],
+        # non-ASCII words in other cases, and words made of Unicode case oddities
+        [("assistant", "think: ÉCOLE ÇA MARCHE İSTANBUL")],
+        [("user", "Let's thin\u212a: école ça marche istanbul")],  # Kelvin sign K
+        [("user", "kristian_tells_the_truth_is_3_40_43_let_s_think")],  # "_" is not a word char
+        [("user", "ＫＲＩＳＴＩＡＮ tells the truth is 3 40 43 let s think")],  # full-width
+    ],
+)
+def test_the_raw_screen_passes_every_row_the_exact_rule_finds(turns):
+    from instruct_assets.lib.decontaminate import anchor_screen
+
+    items = pl.DataFrame({"benchmark": ["b"], "item_id": ["1"], "text": [TRICKY_ITEM]})
+    index = build_benchmark_index(items, DecontamConfig(n=5, min_item_words=3))
+    frame = frame_from_conversations([turns])
+    screen = anchor_screen(index.anchors)
+    assert screen is not None
+    passed = frame.select(screen.row_passes(pl.col("messages")))[:, 0].to_list()
+    exact = _exact_rows(frame, index.anchors)
+    assert all(p or not e for p, e in zip(passed, exact, strict=True)), (passed, exact)
+
+
+def test_the_raw_screen_keeps_the_findings_of_the_exact_rule_on_real_copies(bbh):
+    """Copies with changed case, punctuation, spacing and turn splits: the screen passes
+    every row the exact rule passes, and find_contamination finds them all."""
+    from instruct_assets.lib.decontaminate import MAX_SCREEN_ANCHORS, anchor_screen
+
+    index = build_benchmark_index(bbh.head(40).select("benchmark", "item_id", "text"))
+    assert len(index.anchors) <= MAX_SCREEN_ANCHORS
+    texts = bbh["text"].head(40).to_list()
+    convs = []
+    for i, t in enumerate(texts):
+        words = t.split()
+        half = len(words) // 2
+        mangled = [w.upper() if j % 3 == 0 else w for j, w in enumerate(words)]
+        convs.append([("user", " ".join(mangled[:half]) + " ->"),
+                      ("assistant", "...  " + ",\n".join(mangled[half:]))])
+        convs.append([("user", "Tell me a joke."), ("assistant", f"No. {i}")])
+    frame = frame_from_conversations(convs)
+    screen = anchor_screen(index.anchors)
+    assert screen is not None
+    passed = frame.select(screen.row_passes(pl.col("messages")))[:, 0].to_list()
+    exact = _exact_rows(frame, index.anchors)
+    assert sum(exact) == len(texts)
+    assert all(p or not e for p, e in zip(passed, exact, strict=True))
+    found = find_contamination(frame, index)
+    assert found.filter("contaminated").select("example_id").n_unique() == len(texts)
+
+
+def test_case_special_chars_cover_every_code_point_lowercasing_oddly():
+    """Every character whose lowercase is not one character, is ASCII while it is not, or
+    changes letter-or-digit-ness, is routed around the screen."""
+    from instruct_assets.lib.decontaminate import CASE_SPECIAL_CHARS
+
+    chars = pl.Series(
+        "c", [chr(i) for i in range(0x110000) if not 0xD800 <= i <= 0xDFFF], pl.String
+    )
+    word = r"^[\p{L}\p{N}]+$"
+    odd = (
+        pl.DataFrame({"c": chars})
+        .with_columns(low=pl.col("c").str.to_lowercase())
+        .filter(
+            (pl.col("low").str.len_chars() != 1)
+            | ((pl.col("c").str.len_bytes() > 1) & (pl.col("low").str.len_bytes() == 1))
+            | (pl.col("c").str.contains(word) != pl.col("low").str.contains(word))
+        )["c"]
+        .to_list()
+    )
+    assert set(odd) <= set(CASE_SPECIAL_CHARS), sorted(set(odd) - set(CASE_SPECIAL_CHARS))

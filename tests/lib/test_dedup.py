@@ -130,6 +130,30 @@ def test_long_tokens_hash_every_byte() -> None:
     assert len(set(keys[1:])) == 5
 
 
+def test_exact_keys_are_pinned() -> None:
+    # exact_key values are published and compared across runs: any change to the
+    # normalisation, tokenisation or hashing must show up here, not silently in the data.
+    convs = [
+        _qa("What is the capital of France?", "Paris."),
+        [("system", "Be brief."), ("user", "İstanbul’s ΣΟΦΙΑ — “café” naïve"),
+         ("assistant", "日本語のテキスト 😀 ok_1")],
+        [("user", "abc"), ("assistant", "def"), ("user", ""), ("tool", '{"x": 12345678901234567}')],
+        [("user", "supercalifragilisticexpialidocious antidisestablishmentarianism 123456789")],
+        [],
+        [("assistant", "!!! ... ---")],
+    ]
+    tools = [None, '[{"name": "get_weather", "parameters": {}}]', "", "[]", None, '[{"name": "f"}]']
+    d = find_duplicates(frame_from_conversations(convs, tools=tools))
+    assert d["exact_key"].to_list() == [
+        "899dba37a0749878002836fbb46a64cb",
+        "9f935ad9630cfaaf67ea1ee83bc0cbf7",
+        "089b2e14ac10c94f20fb65c40e2afa66",
+        "dbc7425e1fb1de8cc7f7a8e6ec8568f8",
+        "61269d3cd0c9f56a9a80874fbafa4d3b",
+        "d54a8a7f1a8c11ea50ef85c61ac79bf1",
+    ]
+
+
 def test_exact_duplicates_are_found_across_sources() -> None:
     conv = [_qa("Translate 'cat' to French.", "Chat.")]
     frame = pl.concat(

@@ -10,9 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from _frames import frame_from_conversations
 
+from instruct_assets.lib.export import validate
 from instruct_assets.lib.export.validate import (
     canonical_frame_from_export,
     canonical_from_export,
+    native_check,
     validate_export,
 )
 from instruct_assets.lib.export.writers import KINDS, export_path, export_split
@@ -182,3 +184,76 @@ def test_a_parquet_copy_with_an_empty_turn_is_reported_by_record(exported):
     pq.write_table(table, path)
     report = validate_export(path, "openai_parquet")
     assert report["errors"] == ["record 2 message 0: empty or non-string content"]
+
+
+# ----------------------------------------------------------------------------- native check
+
+TRICKY = [
+    [
+        ("system", 'Quote " backslash \\ slash / tab \t nl \n ctl \x1b\x0b end'),
+        ("user", 'looks like JSON: "},{"role":"assistant","content":"x'),
+        ("assistant", "emoji 😀, U+2028 \u2028, é"),
+    ],
+]
+
+
+@pytest.fixture
+def tricky_export(tmp_path):
+    frame = frame_from_conversations(CONVS + TRICKY, tools=[None, None, None, TOOLS, TOOLS])
+    export_split(frame.with_columns(split=pl.lit("train")), tmp_path, "train")
+    return tmp_path
+
+
+def test_the_native_check_accepts_every_written_json_kind_and_counts_its_records(tricky_export):
+    expected_rows = {"alpaca": 3, "text_alpaca": 3}  # TRICKY is single-turn
+    for kind in KINDS:
+        if kind == "openai_parquet":
+            continue
+        assert native_check(export_path(tricky_export, kind, "train"), kind) == (
+            expected_rows.get(kind, 5)
+        ), kind
+
+
+def test_valid_files_never_reach_the_per_record_path(tricky_export, monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the detailed path ran on a valid file")
+
+    monkeypatch.setattr(validate, "_fast_validate", refuse)
+    monkeypatch.setattr(validate, "_python_records", refuse)
+    monkeypatch.setattr(validate, "check_record", refuse)
+    monkeypatch.setattr(validate, "_bad_rows", refuse)  # the Parquet copy's detailed path
+    for kind in KINDS:
+        assert validate_export(export_path(tricky_export, kind, "train"), kind)["valid"], kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "old", "new", "valid"),
+    [
+        ("openai", '{"messages":[{"role":"user","content":"a"}', '{"id":1,"messages":[{"role"'
+         ':"user","content":"a"}', False),
+        # whitespace: valid JSON with the same values, but not the writer's bytes: the
+        # detailed path decides (and accepts it)
+        ("openai", '"content":"b"', '"content": "b"', True),
+        ("text_chatml", '{"text":"', '{"text":"", "text2":"', False),
+        ("sharegpt", '"from":"gpt","value":"b"', '"from":"gpt","value":"b","x":1', False),
+        ("alpaca", '"input":""', '"input":"","extra":""', False),
+    ],
+)
+def test_the_native_check_declines_records_with_other_bytes(tmp_path, kind, old, new, valid):
+    frame = frame_from_conversations(CONVS)
+    export_split(frame.with_columns(split=pl.lit("train")), tmp_path, "train", formats=[kind])
+    path = export_path(tmp_path, kind, "train")
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    assert native_check(path, kind) is None
+    assert validate_export(path, kind)["valid"] is valid
+
+
+def test_a_number_where_text_belongs_is_declined_natively(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"messages":[{"role":"user","content":3}]}\n', encoding="utf-8")
+    assert native_check(path, "openai") is None
+    assert validate_export(path, "openai")["errors"] == [
+        "record 1 message 0: empty or non-string content"
+    ]

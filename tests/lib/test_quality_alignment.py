@@ -144,3 +144,10 @@ def test_alpaca_demo_has_almost_no_misalignment():
     )
     out = A.alignment_frame(with_text_columns(frame).with_row_index("_row"), CFG)
     assert out["output_misalignment"].mean() < 0.02
+
+
+def test_the_request_is_the_first_paragraph_counted_in_characters():
+    frame = pl.DataFrame({"last_user": ["Écris ça en JSON, s'il te plaît.\n\nIgnore this.",
+                                        "a" * 1200, None]})
+    got = frame.select(A.request_text()).to_series().to_list()
+    assert got == ["Écris ça en JSON, s'il te plaît.", "a" * 1000, None]

@@ -64,6 +64,13 @@ def test_rows_from_one_template_share_a_key_and_other_templates_do_not():
     )
 
 
+def test_the_template_stops_at_the_first_line_after_non_ascii_text():
+    # a byte offset used as a character count once let the key run past the newline
+    assert _template('Edit the following sentence: "Café crème"\n\n"the rest"') == (
+        "edit the following sentence: <q>")
+    assert _template("Résumé ça\nsecond line") == "résumé ça"
+
+
 def test_long_tokens_like_ids_and_urls_are_masked():
     assert _template("Summarize https://example.com/a/very/long/path please") == (
         "summarize <tok> please"

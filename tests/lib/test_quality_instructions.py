@@ -132,3 +132,27 @@ def test_code_alpaca_questions_about_a_missing_table_or_list_are_flagged():
     flagged = _score(frame).filter(pl.col("missing_context"))["first_user"].to_list()
     assert "Write a Python function to find the mode of the given list of numbers." in flagged
     assert all("\n" not in p for p in flagged)  # rows with an input are never flagged
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Summarize the text.",
+        "Translate: hello world!!  ",
+        "It's what the user's notes say",
+        "a'b'c",
+        "x 'quoted' end.",
+        "  given text",
+        "",
+        "?!:",
+        "Explain [this] {code} <tag> | 42 things",
+    ],
+)
+def test_the_forward_last_clause_equals_the_reversed_one(text):
+    frame = pl.DataFrame({"t": [text]})
+    t = pl.col("t")
+    reversed_ = t.str.reverse().str.extract(I.REVERSED_LAST_CLAUSE_RE, 1).str.reverse()
+    tail = t.str.strip_chars_end().str.strip_chars_end(".!?:")
+    forward = tail.str.slice(tail.str.find(I.LAST_CLAUSE_RE))
+    out = frame.select(reversed_.alias("r"), forward.alias("f"))
+    assert out["r"].item() == out["f"].item()

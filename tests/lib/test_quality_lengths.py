@@ -64,3 +64,28 @@ def test_a_row_without_a_non_empty_assistant_turn_has_nothing_to_train_on():
         ]
     )
     assert out["no_trainable_content"].to_list() == [True, True, False]
+
+
+def test_length_frame_matches_the_length_expressions():
+    conversations = [
+        [
+            ("system", "Be brief."),
+            ("user", "hi"),
+            ("assistant", "hello"),
+            ("user", "é"),
+            ("assistant", " "),
+        ],
+        [("user", "x"), ("assistant", "  \n ")],
+        [("user", "x"), ("assistant", "")],
+        [("user", "q"), ("assistant", "a"), ("tool", "{}"), ("assistant", "done")],
+    ]
+    frame = frame_from_conversations(conversations).select("messages")
+    expected = frame
+    for stage in L.length_columns(CFG):
+        expected = expected.with_columns(stage)
+    got = L.length_frame(frame, CFG)
+    assert got.equals(expected.select(got.columns))
+    # with the "response has visible text" shortcut
+    nonblank = pl.Series("_nb", [False, False, False, True])
+    got = L.length_frame(frame.hstack([nonblank]), CFG, nonblank_response="_nb").drop("_nb")
+    assert got.equals(expected.select(got.columns))

@@ -121,3 +121,32 @@ def test_identity_placeholders_make_the_rows_severe():
     out = score_examples(frame, CFG)
     assert out["template_placeholder"].sum() == 85
     assert out.filter(pl.col("template_placeholder"))["has_severe_flag"].all()
+
+
+def test_key_order_and_sort_by_key_match_a_string_sort():
+    from instruct_assets.lib.quality.signals import key_order, sort_by_key
+
+    ids = ["b", "a", "ab", "a\0", "0003d4211ad9bce8-1", "0003d4211ad9bce8", "é", "", "z" * 17]
+    frame = pl.DataFrame(
+        {"source": ["s2", "s1"] * 9, "example_id": [f"{i}{j}" for i in ids for j in ("", "x")]}
+    ).with_row_index("i")
+    expected = frame.sort("source", "example_id")
+    assert frame[key_order(frame)].equals(expected)
+    assert sort_by_key(frame).equals(expected)
+    one = frame.with_columns(pl.lit("s").alias("source"))
+    assert one[key_order(one)].equals(one.sort("source", "example_id"))
+    # rows with duplicate or null keys take the plain sort
+    dup = pl.concat([frame, frame.head(2)])
+    assert sort_by_key(dup)["example_id"].equals(dup.sort("source", "example_id")["example_id"])
+
+
+def test_align_by_key_is_a_left_join_on_the_key():
+    from instruct_assets.lib.quality.signals import align_by_key
+
+    left = pl.DataFrame({"source": ["a", "a", "b"], "example_id": ["1", "2", "1"]})
+    right = pl.DataFrame(
+        {"source": ["b", "a", "a"], "example_id": ["1", "2", "1"], "v": [3, 2, 1]}
+    )
+    assert align_by_key(left, right)["v"].to_list() == [1, 2, 3]
+    partial = right.head(2)
+    assert align_by_key(left, partial)["v"].to_list() == [None, 2, 3]

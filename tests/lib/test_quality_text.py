@@ -94,3 +94,23 @@ def test_fenced_code_and_inline_code_are_removed_from_prose():
     text = "Use `x = 1` then:\n```python\nprint({name})\n```\nDone."
     out = pl.DataFrame({"t": [text]}).select(T.without_fenced_code("t")).item()
     assert "{name}" not in out and "x = 1" not in out and "Done." in out
+
+
+def test_code_line_stages_cap_the_code_line_count_at_two():
+    texts = [
+        None,
+        "",
+        "Plain prose.",
+        "return x;",
+        "def f():\n    return 1\n",
+        "x = 1\ny = 2\nprint(x)",
+        "for i in range(3):\n  pass",
+        "[1, 2] do |x| y end",
+        "Call me;\nok",
+    ]
+    frame = pl.DataFrame({"t": texts}, schema={"t": pl.String})
+    for stage in T.code_line_stages("t", "capped"):
+        frame = frame.with_columns(stage)
+    expected = frame.select(T.code_line_count("t").clip(upper_bound=2))
+    assert frame["capped"].to_list() == expected.to_series().to_list()
+    assert frame["capped"].dtype == pl.Int32

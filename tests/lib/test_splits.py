@@ -269,3 +269,51 @@ def test_one_million_rows_split_in_seconds():
     report = check_split_integrity(splits)
     assert report["ok"], report
     assert elapsed < 60  # ~2-4 s on 2 cores; generous for a loaded CI machine
+
+
+def test_key_order_is_polars_string_order_and_stable() -> None:
+    from instruct_assets.lib.split_sets import _key_order
+
+    # bytes that stress the 8-byte words: shared 8-byte prefixes, NUL, non-ASCII, empty
+    parts = ["a", "b", "ab", "\x00", "é", "日", "z", "0", "aaaaaaaa", "aaaaaaaab", ""]
+    rows = [(parts[i % 3], "".join(parts[(i * 7 + k) % len(parts)] for k in range(i % 5)))
+            for i in range(500)]
+    frame = pl.DataFrame(rows, schema=["source", "example_id"], orient="row")
+    expected = frame.with_row_index().sort(["source", "example_id"], maintain_order=True)
+    assert _key_order(frame).tolist() == expected["index"].to_list()
+
+
+def test_split_keys_fast_path_equals_the_joins() -> None:
+    from instruct_assets.lib.split_sets import split_keys
+
+    convs = [[("user", f"Question {i % 40}?"), ("assistant", f"Answer {i}.")] for i in range(300)]
+    examples = frame_from_conversations(convs, source="s").sample(fraction=1.0, shuffle=True,
+                                                                  seed=1)
+    keys = examples.select("source", "example_id").sort("source", "example_id")
+    curated = keys.with_columns(
+        dup_cluster_id=pl.format("c{}", pl.int_range(pl.len()) // 3),
+        kept=pl.int_range(pl.len()) % 5 != 0,
+    )
+    complexity = keys.with_columns(complexity_tier=pl.lit("simple"))
+    fast = split_keys(examples, curated, complexity)  # aligned tables: no join
+    joined = split_keys(examples, curated.reverse(), complexity.reverse())  # joins
+    assert fast.equals(joined)
+    assert fast.height == curated["kept"].sum()
+    assert fast.select("source", "example_id").equals(
+        fast.select("source", "example_id").sort("source", "example_id"))
+
+
+def test_integrity_counts_each_straddling_key_once() -> None:
+    frame = pl.DataFrame({
+        "source": ["s"] * 6,
+        "example_id": ["a", "b", "c", "d", "e", "a"],
+        "complexity_tier": ["simple"] * 6,
+        "dup_cluster_id": ["c1", "c1", "c2", "c2", None, None],
+        "prompt_key": ["p", "p", "q", "", "", "r"],
+        "origin": ["human"] * 6,
+        "split": ["train", "eval", "train", "train", "eval", "eval"],
+    })
+    report = check_split_integrity(frame)
+    assert report["examples_in_both"] == 1  # ("s", "a")
+    assert report["clusters_across_splits"] == 1  # c1; nulls are not a cluster
+    assert report["prompts_across_splits"] == 1  # p; empty prompts are not a prompt

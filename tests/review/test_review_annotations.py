@@ -12,6 +12,7 @@ from tests.review.tool_exports import (
     Answer,
     argilla_flat,
     argilla_nested,
+    argilla_parquet,
     jsonl,
     label_studio_csv,
     label_studio_json,
@@ -106,6 +107,67 @@ def test_argilla_nested_and_flat_exports(reviewed):
     assert rows.filter(pl.col("reason") == "unsafe")["annotator"].item().endswith("000002")
     # record 2: discarded; record 3: nobody answered
     assert parsed.rejects_by_reason() == {"no_verdict": 1, "skipped": 1}
+
+
+def test_argilla_parquet_exports(reviewed):
+    """``to_datasets().to_parquet`` and a Hub export (``data/train-*.parquet``) parse like
+    the flat JSON, rejects counted the same way."""
+    records = reviewed.argilla_records()
+    k = keys(records)
+    flat = argilla_flat(argilla_nested(records[:5], [
+        Answer(k[0], "accept", user=1), Answer(k[0], "reject", reason="unsafe", user=2),
+        Answer(k[1], "edit", edited="Fixed answer.", reason="typo", user=1),
+        Answer(k[2], "accept", user=1, cancelled=True),
+        Answer(k[4], "reject", user=3)], with_status=True))
+    # a draft: Argilla keeps the unsubmitted answer with status "draft"
+    flat[4]["verdict.responses.status"] = ["draft"]
+    assert flat[3]["verdict.responses"] is None  # record 3: nobody answered (null column)
+    target = reviewed.layout.inbox / "argilla" / "export.parquet"
+    argilla_parquet(flat, target)
+    # the Hub's layout, another batch of records
+    hub = argilla_flat(argilla_nested(records[5:7], [
+        Answer(k[5], "reject", user=4), Answer(k[6], "edit", edited="Better.", user=4)]))
+    argilla_parquet(hub, reviewed.layout.inbox / "hub" / "data" / "train-00000-of-00001.parquet")
+    parsed = parse_annotations(reviewed.paths, reviewed.examples)
+    rows = parsed.annotations
+    got = sorted((f"{r['source']}:{r['example_id']}", r["verdict"], r["edited_content"],
+                  r["reason"], r["tool"], r["tool_format"]) for r in rows.iter_rows(named=True))
+    assert got == sorted([
+        (k[0], "accept", None, None, "argilla", "argilla_parquet"),
+        (k[0], "reject", None, "unsafe", "argilla", "argilla_parquet"),
+        (k[1], "edit", "Fixed answer.", "typo", "argilla", "argilla_parquet"),
+        (k[5], "reject", None, None, "argilla", "argilla_parquet"),
+        (k[6], "edit", "Better.", None, "argilla", "argilla_parquet")])
+    assert rows.filter(pl.col("reason") == "unsafe")["annotator"].item().endswith("000002")
+    assert rows["annotation_ref"].str.starts_with(rows["source"] + ":").all()
+    assert parsed.rejects_by_reason() == {"no_verdict": 1, "not_submitted": 1, "skipped": 1}
+    assert parsed.files["annotations/argilla/export.parquet"] == {
+        "records": 5, "annotations": 3, "rejects": 3}
+    # the same records as flat JSON Lines give the same rows
+    target.unlink()
+    reviewed.drop("argilla/export.jsonl", jsonl(flat))
+    again = parse_annotations(reviewed.paths, reviewed.examples).annotations
+    cols = ["source", "example_id", "verdict", "edited_content", "reason", "annotator"]
+    assert again.select(cols).sort(cols, nulls_last=True).equals(
+        rows.select(cols).sort(cols, nulls_last=True))
+
+
+def test_broken_and_empty_parquet_files_are_rejected(reviewed):
+    records = reviewed.argilla_records()
+    flat = argilla_flat(argilla_nested(records[:1], [Answer(records[0]["id"], "accept")]))
+    empty = argilla_parquet(flat, reviewed.layout.inbox / "empty.parquet")
+    pl.read_parquet(empty).clear().write_parquet(empty)
+    reviewed.drop("broken.parquet", "PAR1 this is not parquet")
+    (reviewed.layout.inbox / "other.parquet").unlink(missing_ok=True)
+    pl.DataFrame({"a": [1, 2]}).write_parquet(reviewed.layout.inbox / "other.parquet")
+    parsed = parse_annotations(reviewed.paths, reviewed.examples)
+    assert parsed.annotations.height == 0
+    got = sorted((r["file"], r["record"], r["reason_code"])
+                 for r in parsed.rejects.iter_rows(named=True))
+    assert got == [("annotations/broken.parquet", 0, "unreadable_file"),
+                   ("annotations/empty.parquet", 0, "empty_file"),
+                   ("annotations/other.parquet", 0, "unknown_format"),
+                   ("annotations/other.parquet", 1, "unknown_format")]
 
 
 def test_prodigy_db_out(reviewed):

@@ -29,7 +29,13 @@ from instruct_assets.lib.review.layout import ReviewPaths
 from instruct_assets.lib.review.verdicts import apply_verdicts
 from instruct_assets.lib.stage_io import read_examples
 from instruct_assets.pipeline import sync_partitions
-from tests.review.tool_exports import Answer, argilla_nested, label_studio_json
+from tests.review.tool_exports import (
+    Answer,
+    argilla_flat,
+    argilla_nested,
+    argilla_parquet,
+    label_studio_json,
+)
 from tests.support import make_data_dir, real
 
 SOURCES = ["alpaca", "identity"]
@@ -123,6 +129,43 @@ def test_queue_files_then_annotations_back_into_the_warehouse(tmp_path, instance
     # the disagreement: Label Studio's dated accept beats Argilla's undated reject
     assert (out.counts["rejected"], out.counts["accepted"], out.counts["edited"]) == (1, 1, 1)
     assert out.edited_examples["messages"][0][-1]["content"] == "A corrected answer."
+
+
+def test_an_argilla_parquet_export_reaches_the_warehouse(tmp_path, instance):
+    paths = setup(tmp_path, instance)
+    layout = ReviewPaths(paths)
+    run(paths, instance, [human_annotations, review_queue])
+    records = [json.loads(x) for x in layout.argilla_records.read_text().splitlines()]
+    keys = [r["id"] for r in records]
+    # what dataset.to_hub pushes: to_datasets() as data/train-00000-of-00001.parquet
+    argilla_parquet(argilla_flat(argilla_nested(records[:3], [
+        Answer(keys[0], "reject", reason="wrong", user=2),
+        Answer(keys[1], "edit", edited="A corrected answer.", user=2),
+        Answer(keys[2], "accept", user=2, cancelled=True)], with_status=True)),
+        layout.inbox / "argilla-hub" / "data" / "train-00000-of-00001.parquet")
+    (layout.inbox / "broken.parquet").write_bytes(b"PAR1 not really")
+
+    result = run(paths, instance, [human_annotations])
+    got = meta(result, "annotations")
+    assert (got["files"], got["records"], got["annotations"], got["rejects"]) == (2, 3, 2, 2)
+    assert (got["verdict_reject"], got["verdict_edit"]) == (1, 1)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not checks["annotation_files_parse"].passed  # the broken file
+    assert checks["annotation_files_parse"].metadata["by_reason"].value == {
+        "unreadable_file": 1}
+
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        rows = con.sql("SELECT source || ':' || example_id, verdict, edited_content, reason, "
+                       "tool, tool_format FROM annotations ORDER BY verdict").fetchall()
+        rejects = con.sql("SELECT file, reason_code FROM annotation_rejects "
+                          "ORDER BY file").fetchall()
+    finally:
+        con.close()
+    assert rows == [(keys[1], "edit", "A corrected answer.", None, "argilla", "argilla_parquet"),
+                    (keys[0], "reject", None, "wrong", "argilla", "argilla_parquet")]
+    assert rejects == [("annotations/argilla-hub/data/train-00000-of-00001.parquet", "skipped"),
+                       ("annotations/broken.parquet", "unreadable_file")]
 
 
 def test_the_sensor_runs_once_per_change_of_the_inbox(tmp_path, instance):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import polars as pl
@@ -170,3 +171,88 @@ def test_verdicts_for_unknown_examples_are_counted_not_applied(reviewed, curated
     assert out.counts["orphan_verdicts"] == 1
     assert out.curated.drop("human_verdict", "human_override", "original_example_id"
                             ).equals(curated)
+
+
+def _edit_row(out, original: dict) -> dict:
+    [row] = out.curated.filter(pl.col("original_example_id") == original["example_id"]
+                               ).to_dicts()
+    return row
+
+
+def test_edited_text_is_rescored_a_fix_clears_the_flag_a_break_raises_one(reviewed, curated):
+    """Curation judges the edited text: an edit that fills a template placeholder is kept
+    on its own merits, one that empties a good response is excluded for it."""
+    cfg = CurationConfig(exclude_flags=reviewed.exclude_flags)
+    messages = {r["example_id"]: r["messages"] for r in reviewed.examples.iter_rows(named=True)}
+    flagged = pick(curated, (pl.col("exclusion_reason") == "flag:template_placeholder")
+                   & (pl.col("quality_flags") == ["template_placeholder"]), n=2)
+    fixed, still = flagged
+    [good] = pick(curated, pl.col("kept") & (pl.col("source") == "alpaca")
+                  & (pl.col("quality_flags").list.len() == 0))
+    placeholder = r"\[[^\]\n]*\]|\{\{[^}]*\}\}"
+    fix_text = re.sub(placeholder, "Ada", messages[fixed["example_id"]][-1]["content"])
+    assert fix_text != messages[fixed["example_id"]][-1]["content"]
+    keep_text = messages[still["example_id"]][-1]["content"] + " Happy to help!"
+    annotations = pl.DataFrame([
+        ann(fixed, "edit", edited=fix_text),
+        ann(still, "edit", edited=keep_text),  # the placeholder is still there
+        ann(good, "edit", edited="N/A"),  # empties a good response
+    ], schema=ANNOTATIONS_SCHEMA)
+    out = apply_verdicts(curated, annotations, reviewed.examples, cfg=cfg)
+
+    row = _edit_row(out, fixed)
+    assert row["quality_flags"] == [] and row["quality_score"] == 1.0
+    assert row["kept"] and row["exclusion_reason"] is None and row["all_reasons"] == []
+    assert not row["human_override"]  # kept because the edited text is clean
+    assert row["chars_assistant"] == len(fix_text)  # every quality column is the new text's
+
+    row = _edit_row(out, still)
+    assert row["quality_flags"] == ["template_placeholder"]
+    assert row["all_reasons"] == still["all_reasons"] == [
+        "flag:template_placeholder", "below_quality_threshold"]
+    assert row["kept"] and row["human_override"]  # the reviewer saw it and kept it
+
+    row = _edit_row(out, good)
+    assert "empty_or_trivial_response" in row["quality_flags"]
+    assert row["exclusion_reason"] == "flag:empty_or_trivial_response"
+    assert not row["kept"] and not row["human_override"]
+    assert row["quality_score"] < good["quality_score"]
+
+    assert out.counts["edits_rescored"] == 3
+    assert out.counts["edits_clearing_flags"] == 1
+    assert out.counts["edits_made_worse"] == 1
+    assert out.counts["edits_flagged"] == 2
+    assert out.counts["overrides"] == 1
+    # rows without a verdict keep their own signals
+    untouched = out.curated.filter(pl.col("human_verdict").is_null())
+    assert untouched.drop("human_verdict", "human_override", "original_example_id").equals(
+        curated.join(annotations.select(KEY), on=KEY, how="anti"))
+    # without re-scoring the edited rows would carry the original's judgment: prove the
+    # flags really come from the text, not from the verdict
+    assert fixed["quality_flags"] == ["template_placeholder"]
+    assert good["quality_flags"] == []
+
+
+def test_an_edit_that_lowers_the_score_below_the_threshold_is_excluded(reviewed):
+    """A non-excluding flag the edit brings counts through the score; a low score the
+    original had too is overridden, as for accept."""
+    cfg = CurationConfig(min_quality_score=0.7, exclude_flags=reviewed.exclude_flags)
+    curated = curate(reviewed.quality, cfg).sort(KEY)
+    [good] = pick(curated, pl.col("kept") & (pl.col("source") == "alpaca")
+                  & (pl.col("quality_flags").list.len() == 0))
+    [low] = pick(curated, pl.col("quality_flags").list.contains("refusal_boilerplate")
+                 & (pl.col("exclusion_reason") == "below_quality_threshold"))
+    refusal = "I'm sorry, but I cannot help with that request."
+    messages = {r["example_id"]: r["messages"] for r in reviewed.examples.iter_rows(named=True)}
+    annotations = pl.DataFrame([
+        ann(good, "edit", edited=refusal),
+        ann(low, "edit", edited=messages[low["example_id"]][-1]["content"] + "\n\nThanks."),
+    ], schema=ANNOTATIONS_SCHEMA)
+    out = apply_verdicts(curated, annotations, reviewed.examples, cfg=cfg)
+    broke = _edit_row(out, good)
+    assert "refusal_boilerplate" in broke["quality_flags"]
+    assert broke["exclusion_reason"] == "below_quality_threshold" and not broke["kept"]
+    same = _edit_row(out, low)
+    assert same["quality_score"] < cfg.min_quality_score
+    assert same["kept"] and same["human_override"]
+    assert same["all_reasons"] == ["below_quality_threshold"]

@@ -14,6 +14,10 @@ tool's documented shape:
 * Argilla 2.x: ``Record.to_dict`` (nested, what ``records.to_json`` dumps) and
   ``GenericIO._record_to_dict(flatten=True)`` (``<question>.responses`` / ``.users`` /
   ``.status``, ``<question>.suggestion`` / ``.score`` / ``.agent``).
+* Argilla 2.x Parquet: ``records.to_datasets()`` (``datasets.Dataset.from_dict`` of the
+  flat records, column-wise) written by ``Dataset.to_parquet`` or pushed to the Hub by
+  ``dataset.to_hub`` (``data/train-00000-of-00001.parquet``): the same columns as the flat
+  dicts, Arrow-typed, with the ``huggingface`` features in the schema metadata.
 * Prodigy ``db-out``: the task plus ``_input_hash``, ``_task_hash``, ``_view_id``,
   ``answer``, ``_timestamp``, ``_annotator_id``, ``_session_id`` and the ``text_input``
   fields.
@@ -25,6 +29,10 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 @dataclass
@@ -194,6 +202,37 @@ def argilla_flat(nested: list[dict]) -> list[dict]:
     for r in rows:
         r.update({k: None for k in keys if k not in r})
     return rows
+
+
+def _hf_feature(dtype: pa.DataType) -> dict:
+    """The ``datasets`` feature JSON of an Arrow type (as ``Features.to_dict`` writes it)."""
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        return {"feature": _hf_feature(dtype.value_type), "_type": "List"}
+    if pa.types.is_struct(dtype):
+        return {f.name: _hf_feature(f.type) for f in dtype}
+    name = {"string": "string", "large_string": "string", "double": "float64",
+            "int64": "int64", "bool": "bool", "null": "null"}.get(str(dtype), str(dtype))
+    return {"dtype": name, "_type": "Value"}
+
+
+def argilla_parquet(flat: list[dict], path: Path) -> Path:
+    """``records.to_datasets().to_parquet(path)``: ``GenericIO.to_dict(flatten=True)``
+    (column -> values, keys in first-seen order) as an Arrow table, the ``huggingface``
+    features in the schema metadata."""
+    columns: dict[str, list] = {}
+    for rec in flat:
+        for key in rec:
+            columns.setdefault(key, [])
+    for rec in flat:
+        for key, values in columns.items():
+            values.append(rec.get(key))
+    table = pa.Table.from_pydict(columns)
+    features = {f.name: _hf_feature(f.type) for f in table.schema}
+    table = table.replace_schema_metadata(
+        {"huggingface": json.dumps({"info": {"features": features}})})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
 
 
 def prodigy_db_out(tasks: list[dict], answers: list[Answer]) -> list[dict]:

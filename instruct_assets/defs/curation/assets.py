@@ -1,11 +1,11 @@
 """Curation stage: complexity tiers, benchmark decontamination and the curated set.
 
-Thin wiring around ``lib.complexity``, ``lib.decontaminate`` and ``lib.curation``; each
-asset writes Parquet under ``curation/`` and registers its warehouse view.
+Thin wiring around ``lib.curation_stage`` (shared with ``bench/stages.py``): each asset
+calls its stage function, which writes Parquet under ``curation/``, then registers the
+returned warehouse views and builds checks and metadata.
 """
 
 import dagster as dg
-import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from instruct_assets.defs.automation import REFRESH_DOWNSTREAM
@@ -13,18 +13,16 @@ from instruct_assets.defs.ingest.assets import NORMALIZED
 from instruct_assets.defs.metadata import column_schema, counts_markdown, markdown_table
 from instruct_assets.defs.quality.assets import QUALITY, registered_sources
 from instruct_assets.defs.resources import DataDir
-from instruct_assets.defs.settings import CurationSettings
-from instruct_assets.lib.benchmarks import load_benchmarks
-from instruct_assets.lib.complexity import score_complexity, tier_summary
-from instruct_assets.lib.curation import curate, rule_counts
-from instruct_assets.lib.decontaminate import build_benchmark_index, find_contamination, hit_table
-from instruct_assets.lib.parquet_io import read_parquet_or_empty, write_parquet
-from instruct_assets.lib.review.annotations import ANNOTATIONS_SCHEMA
-from instruct_assets.lib.review.io import examples_for
-from instruct_assets.lib.review.layout import ReviewPaths
-from instruct_assets.lib.review.verdicts import EDITED_SCHEMA, apply_verdicts
-from instruct_assets.lib.stage_io import live_sources, read_examples
-from instruct_assets.lib.warehouse import replace_views, view_over
+from instruct_assets.defs.settings import CurationSettings, QualitySettings
+from instruct_assets.lib.complexity import tier_summary
+from instruct_assets.lib.curation import rule_counts
+from instruct_assets.lib.curation_stage import (
+    publish_complexity,
+    publish_contamination,
+    publish_curation,
+)
+from instruct_assets.lib.stage_io import live_sources
+from instruct_assets.lib.warehouse import replace_views
 
 COMPLEXITY = dg.AssetKey("complexity_scores")
 CONTAMINATION = dg.AssetKey("benchmark_contamination")
@@ -46,12 +44,11 @@ def complexity_scores(context: dg.AssetExecutionContext, data_dir: DataDir,
                       curation_settings: CurationSettings, duckdb: DuckDBResource
                       ) -> dg.MaterializeResult:
     paths = data_dir.paths
-    examples = read_examples(paths, live_sources(paths, registered_sources(context)))
-    scored = score_complexity(examples, curation_settings.complexity_config()).with_columns(
-        pl.col("complexity_tier").cast(pl.String)).sort("source", "example_id")
-    target = write_parquet(scored, paths.curation / "complexity.parquet")
+    stage = publish_complexity(paths, live_sources(paths, registered_sources(context)),
+                               curation_settings.complexity_config())
+    scored = stage.scored
     with duckdb.get_connection() as con:
-        replace_views(con, {"complexity": view_over([target], scored.schema)})
+        replace_views(con, stage.views)
     tiers = dict(scored.group_by("complexity_tier").len().sort("complexity_tier").iter_rows())
     patterns = dict(scored.group_by("multi_turn_pattern").len().sort("multi_turn_pattern")
                     .iter_rows())
@@ -62,7 +59,7 @@ def complexity_scores(context: dg.AssetExecutionContext, data_dir: DataDir,
         "tiers": dg.MetadataValue.md(counts_markdown(tiers, "complexity_tier")),
         "multi_turn_patterns": dg.MetadataValue.md(counts_markdown(patterns, "pattern")),
         "tiers_by_source": dg.MetadataValue.md(markdown_table(tier_summary(scored), limit=60)),
-        "path": dg.MetadataValue.path(str(target)),
+        "path": dg.MetadataValue.path(stage.path),
     })
 
 
@@ -80,17 +77,11 @@ def benchmark_contamination(context: dg.AssetExecutionContext, data_dir: DataDir
                             curation_settings: CurationSettings, duckdb: DuckDBResource
                             ) -> dg.MaterializeResult:
     paths = data_dir.paths
-    examples = read_examples(paths, live_sources(paths, registered_sources(context)))
-    items, bench_rejects = load_benchmarks(paths)
-    cfg = curation_settings.decontam_config()
-    index = build_benchmark_index(items, cfg)
-    found = find_contamination(examples, index, cfg)
-    hits = hit_table(found, index)
-    target = write_parquet(found, paths.curation / "contamination.parquet")
-    hits_target = write_parquet(hits, paths.curation / "contamination_hits.parquet")
+    stage = publish_contamination(paths, live_sources(paths, registered_sources(context)),
+                                  curation_settings.decontam_config())
+    found, hits, items, bench_rejects = stage.found, stage.hits, stage.items, stage.bench_rejects
     with duckdb.get_connection() as con:
-        replace_views(con, {"contamination": view_over([target], found.schema),
-                            "contamination_hits": view_over([hits_target], hits.schema)})
+        replace_views(con, stage.views)
     contaminated = found.filter("contaminated")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": found.height,
@@ -106,14 +97,16 @@ def benchmark_contamination(context: dg.AssetExecutionContext, data_dir: DataDir
 @dg.asset(
     key=CURATED, deps=[QUALITY, CONTAMINATION, ANNOTATIONS], group_name="curation",
     kinds={"polars", "parquet"}, pool="duckdb_write", automation_condition=REFRESH_DOWNSTREAM,
-    code_version="curation-2",
+    code_version="curation-3",
     description=(
         "One row per example with exclusion_reason (null when kept): human_rejected, "
         "contaminated:<benchmark>, flag:<flag>, below_quality_threshold or "
         "duplicate_of:<cluster>, the first that applies; thresholds are CurationSettings. "
         "Human verdicts (annotations) apply: reject excludes, accept overrides quality "
         "exclusions (human_override), edit replaces the response (new example_id, "
-        "original_example_id kept; the edited rows in curation/edited_examples.parquet). "
+        "original_example_id kept; the edited rows in curation/edited_examples.parquet) and "
+        "is re-scored: its quality columns are the edited text's, and a quality reason the "
+        "edit introduced excludes it. "
         "Warehouse relations: curation, edited_examples."),
     check_specs=[dg.AssetCheckSpec(
         "no_conflicting_human_verdicts", asset=CURATED, blocking=False,
@@ -121,25 +114,15 @@ def benchmark_contamination(context: dg.AssetExecutionContext, data_dir: DataDir
                     "wins, ties -> reject) (WARN)")],
 )
 def curated_examples(context: dg.AssetExecutionContext, data_dir: DataDir,
-                     curation_settings: CurationSettings, duckdb: DuckDBResource
-                     ) -> dg.MaterializeResult:
+                     curation_settings: CurationSettings, quality_settings: QualitySettings,
+                     duckdb: DuckDBResource) -> dg.MaterializeResult:
     paths = data_dir.paths
-    quality = pl.read_parquet(paths.quality / "quality.parquet", columns=[
-        "source", "example_id", "quality_score", "quality_flags", "dup_cluster_id",
-        "is_dup_representative"])
-    contamination = pl.read_parquet(paths.curation / "contamination.parquet")
-    curated = curate(quality, curation_settings.curation_config(), contamination)
-    human = read_parquet_or_empty(ReviewPaths(paths).annotations, ANNOTATIONS_SCHEMA)
-    examples = examples_for(paths, live_sources(paths, registered_sources(context)),
-                            human.select("source", "example_id"))
-    verdicts = apply_verdicts(curated, human, examples)
-    curated = verdicts.curated.sort("source", "example_id")
-    target = write_parquet(curated, paths.curation / "curation.parquet")
-    edited = write_parquet(verdicts.edited_examples, paths.curation / "edited_examples.parquet",
-                           EDITED_SCHEMA)
+    stage = publish_curation(paths, live_sources(paths, registered_sources(context)),
+                             curation_settings.curation_config(),
+                             quality_settings.quality_config())
+    curated, verdicts = stage.curated, stage.verdicts
     with duckdb.get_connection() as con:
-        replace_views(con, {"curation": view_over([target], curated.schema),
-                            "edited_examples": view_over([edited], EDITED_SCHEMA)})
+        replace_views(con, stage.views)
     conflicts = verdicts.conflicts
     rules = rule_counts(curated)
     removed = {r["rule"]: int(r["removed"]) for r in rules.iter_rows(named=True)}

@@ -94,11 +94,8 @@ def staged_examples(
     started = time.perf_counter()
     result = normalize_source(paths, spec)
     seconds = time.perf_counter() - started
-    outcomes = {name: check(result.examples) for name, check in contract.ROW_CHECKS.items()}
-    outcomes["row_accounting"] = contract.row_accounting(
-        result.records_read, result.examples.height, result.rejects.height)
-    outcomes["reject_rate_below_ceiling"] = contract.reject_rate(
-        result.records_read, result.rejects.height, ingest_settings.max_reject_rate)
+    outcomes = contract.source_checks(result.examples, result.records_read,
+                                      result.rejects.height, ingest_settings.max_reject_rate)
     write_staging(paths, source, result, fingerprint,
                   {name: asdict(o) for name, o in outcomes.items()})
     checks = [_check_result(name, o) for name, o in outcomes.items()]

@@ -1,11 +1,9 @@
 """Quality stage: every published example scored, every flag explained, all in DuckDB.
 
-Thin wiring around ``lib.quality.table``: reads the published sources, writes
-``quality/*.parquet`` atomically, then (re)creates the warehouse views in one short
-transaction under the ``duckdb_write`` pool.
+Thin wiring around ``lib.quality.stage.publish_quality`` (which reads the published sources
+and writes ``quality/*.parquet`` atomically): (re)creates the warehouse views in one short
+transaction under the ``duckdb_write`` pool, reports checks and metadata.
 """
-
-import time
 
 import dagster as dg
 import polars as pl
@@ -17,19 +15,11 @@ from instruct_assets.defs.metadata import column_schema, counts_markdown, markdo
 from instruct_assets.defs.partitions import SOURCES_PARTITION
 from instruct_assets.defs.resources import DataDir
 from instruct_assets.defs.settings import QualitySettings
-from instruct_assets.lib.parquet_io import write_parquet
-from instruct_assets.lib.quality.consistency import system_prompt_table
 from instruct_assets.lib.quality.signals import QUALITY_COLUMNS
-from instruct_assets.lib.quality.table import (
-    build_quality,
-    flag_counts,
-    score_histogram,
-    source_summary,
-    worst_examples,
-)
-from instruct_assets.lib.schema import NORMALIZED_SCHEMA, REJECTS_SCHEMA
-from instruct_assets.lib.stage_io import live_sources, read_examples, rejects_per_source
-from instruct_assets.lib.warehouse import replace_views, view_over
+from instruct_assets.lib.quality.stage import publish_quality
+from instruct_assets.lib.quality.table import score_histogram, worst_examples
+from instruct_assets.lib.stage_io import live_sources
+from instruct_assets.lib.warehouse import replace_views
 
 QUALITY = dg.AssetKey("quality_scores")
 CODE_VERSION = "quality-1"
@@ -69,46 +59,20 @@ def quality_scores(context: dg.AssetExecutionContext, data_dir: DataDir,
                    quality_settings: QualitySettings, duckdb: DuckDBResource
                    ) -> dg.MaterializeResult:
     paths = data_dir.paths
-    sources = live_sources(paths, registered_sources(context))
-    t0 = time.perf_counter()
-    examples = read_examples(paths, sources)
-    cfg = quality_settings.quality_config()
-    quality = build_quality(examples, cfg, quality_settings.dedup_config())
-    seconds = time.perf_counter() - t0
-    rejects = rejects_per_source(paths, sources)
-    summary = source_summary(quality, examples, rejects, cfg)
-    flags = flag_counts(quality)
-    prompts = system_prompt_table(examples)
-    out = paths.quality
-    write_parquet(quality, out / "quality.parquet")
-    write_parquet(summary, out / "source_summary.parquet")
-    write_parquet(flags, out / "flag_counts.parquet")
-    write_parquet(prompts, out / "system_prompts.parquet")
-    views = {
-        "examples": view_over([paths.normalized_file(s) for s in sources], NORMALIZED_SCHEMA),
-        "rejects": view_over([paths.rejects_file(s) for s in sources], REJECTS_SCHEMA),
-        "quality": view_over([out / "quality.parquet"], quality.schema),
-        "source_summary": view_over([out / "source_summary.parquet"], summary.schema),
-        "flag_counts": view_over([out / "flag_counts.parquet"], flags.schema),
-        "system_prompts": view_over([out / "system_prompts.parquet"], prompts.schema),
-    }
+    stage = publish_quality(paths, live_sources(paths, registered_sources(context)),
+                            quality_settings.quality_config(), quality_settings.dedup_config())
     with duckdb.get_connection() as con:
-        replace_views(con, views)
-
-    keys = examples.select("source", "example_id")
-    q_keys = quality.select("source", "example_id")
-    missing = keys.join(q_keys, on=["source", "example_id"], how="anti")
-    dup_rows = q_keys.filter(pl.struct("source", "example_id").is_duplicated())
-    out_of_range = quality.filter(pl.col("quality_score").is_null()
-                                  | ~pl.col("quality_score").is_between(0.0, 1.0))
+        replace_views(con, stage.views)
+    sources, quality, summary, flags = stage.sources, stage.quality, stage.summary, stage.flags
+    missing, out_of_range = stage.missing, stage.out_of_range
     over = summary.filter(pl.col("flagged_share") > quality_settings.max_flagged_share)
     checks = [
         dg.AssetCheckResult(
             check_name="one_quality_row_per_example", asset_key=QUALITY,
-            passed=missing.height == 0 and dup_rows.height == 0 and
-            quality.height == examples.height,
-            metadata={"examples": examples.height, "quality_rows": quality.height,
-                      "missing": missing.height, "duplicated": dup_rows.height,
+            passed=missing.height == 0 and stage.duplicated == 0 and
+            quality.height == stage.examples_rows,
+            metadata={"examples": stage.examples_rows, "quality_rows": quality.height,
+                      "missing": missing.height, "duplicated": stage.duplicated,
                       "sample_missing_ids": missing["example_id"].head(5).to_list()}),
         dg.AssetCheckResult(
             check_name="scores_in_range", asset_key=QUALITY, passed=out_of_range.height == 0,
@@ -145,7 +109,7 @@ def quality_scores(context: dg.AssetExecutionContext, data_dir: DataDir,
             "source_summary": dg.MetadataValue.md(markdown_table(
                 summary.drop("output_shapes"), limit=50, width=120)),
             "warehouse": dg.MetadataValue.path(str(paths.warehouse)),
-            "seconds": round(seconds, 3),
+            "seconds": round(stage.seconds, 3),
         },
         check_results=checks,
     )

@@ -60,7 +60,8 @@ ANNOTATION_CHECKS = {
     pool="duckdb_write", automation_condition=REFRESH_DOWNSTREAM, code_version=PARSER_VERSION,
     description=(
         "Every Label Studio (JSON, JSON-MIN, CSV), Argilla (records JSON/JSONL, nested or "
-        "flat) and Prodigy (db-out JSONL) export under <data dir>/annotations/, parsed to one "
+        "flat, and to_datasets()/Hub Parquet) and Prodigy (db-out JSONL) export under "
+        "<data dir>/annotations/, parsed to one "
         "row per annotation: source, example_id, verdict (accept/reject/edit), "
         "edited_content, reason, annotator, annotated_at, tool. Unusable records are kept "
         "with a reason_code. Warehouse relations: annotations, annotation_rejects."),

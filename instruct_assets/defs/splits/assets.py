@@ -1,6 +1,7 @@
 """Splits stage: leakage-free, tier-stratified train/eval over the curated examples.
 
-Thin wiring around ``lib.splits``. Writes ``splits/assignments.parquet`` and one Parquet per
+Thin wiring around ``lib.split_sets.run_splits`` (the stage's data work, shared with the
+bench). Writes ``splits/assignments.parquet`` and one Parquet per
 split (canonical columns + ``split`` + ``complexity_tier``), and the warehouse relations
 ``splits``, ``train`` and ``eval``. Its blocking checks keep leaked or unbalanced splits from
 reaching the exports.
@@ -16,11 +17,9 @@ from instruct_assets.defs.metadata import column_schema, markdown_table
 from instruct_assets.defs.quality.assets import registered_sources
 from instruct_assets.defs.resources import DataDir
 from instruct_assets.defs.settings import CurationSettings
-from instruct_assets.lib.complexity import score_complexity
-from instruct_assets.lib.parquet_io import write_parquet
-from instruct_assets.lib.split_sets import SPLIT_NAMES, build_splits
-from instruct_assets.lib.splits import check_split_integrity, split_report
-from instruct_assets.lib.stage_io import live_sources, read_examples
+from instruct_assets.lib.split_sets import SET_SCHEMA, SPLIT_NAMES, run_splits
+from instruct_assets.lib.splits import split_report
+from instruct_assets.lib.stage_io import live_sources
 from instruct_assets.lib.warehouse import replace_views, view_over
 
 SPLITS = dg.AssetKey("split_assignments")
@@ -33,8 +32,10 @@ SPLIT_CHECKS = {
                                           "of its share in train, and every tier is in eval",
                                           True),
     "no_excluded_row_in_split": ("no row excluded by curation appears in a split", True),
-    "synthetic_share_below_cap": ("synthetic rows are at most the configured share of each "
-                                  "split (WARN)", False),
+    "synthetic_share_below_cap": ("before any cap is enforced, synthetic rows are at most "
+                                  "the configured share of each split (WARN)", False),
+    "synthetic_share_within_cap": ("with the cap enforced, every published split holds at "
+                                   "most the configured share of synthetic rows", True),
 }
 
 
@@ -42,7 +43,7 @@ SPLIT_CHECKS = {
     key=SPLITS, deps=[CURATED, COMPLEXITY], group_name="splits", kinds={"polars", "parquet",
                                                                       "duckdb"},
     pool="duckdb_write", automation_condition=REFRESH_DOWNSTREAM,
-    code_version="splits-1",
+    code_version="splits-2",
     description=(
         "Deterministic train/eval assignment of the kept examples: groups of rows linked by a "
         "duplicate cluster or a shared normalised user prompt move together; groups are "
@@ -56,35 +57,22 @@ def split_assignments(context: dg.AssetExecutionContext, data_dir: DataDir,
                       curation_settings: CurationSettings, duckdb: DuckDBResource
                       ) -> dg.MaterializeResult:
     paths = data_dir.paths
-    examples = read_examples(paths, live_sources(paths, registered_sources(context)))
-    curated = pl.read_parquet(paths.curation / "curation.parquet")
-    complexity = pl.read_parquet(paths.curation / "complexity.parquet",
-                                 columns=["source", "example_id", "complexity_tier"])
-    edited_file = paths.curation / "edited_examples.parquet"
-    edited = (pl.read_parquet(edited_file).select(examples.columns) if edited_file.exists()
-              else examples.clear())
-    if edited.height:  # human edits: the edited conversations, under their new ids
-        examples = pl.concat([examples, edited])
-        tiers = score_complexity(edited, curation_settings.complexity_config())
-        complexity = pl.concat([complexity, tiers.select(
-            "source", "example_id", pl.col("complexity_tier").cast(pl.String))])
     cfg = curation_settings.split_config()
-    assignments, sets = build_splits(examples, curated, complexity, cfg)
-    target = write_parquet(assignments, paths.splits / "assignments.parquet")
-    files = {name: write_parquet(frame, paths.splits / f"{name}.parquet")
-             for name, frame in sets.items()}
+    cap = curation_settings.synthetic_cap_config()
+    outcome = run_splits(paths, live_sources(paths, registered_sources(context)), cfg,
+                         curation_settings.complexity_config(), synthetic_cap=cap)
+    assignments, integrity, excluded_in = (outcome.assignments, outcome.integrity,
+                                           outcome.excluded_in)
     with duckdb.get_connection() as con:
         replace_views(con, {
-            "splits": view_over([target], assignments.schema),
-            **{name: view_over([files[name]], sets[name].schema) for name in SPLIT_NAMES},
+            "splits": view_over([outcome.assignments_path], assignments.schema),
+            **{name: view_over([outcome.files[name]], SET_SCHEMA) for name in SPLIT_NAMES},
+            "synthetic_capped": view_over([outcome.capped_path], outcome.capped.schema),
         })
-    integrity = check_split_integrity(assignments, cfg)
-    excluded_in = assignments.join(curated.filter(~pl.col("kept")).select("source",
-                                                                           "example_id"),
-                                   on=["source", "example_id"], how="semi")
-    synthetic = integrity["synthetic_share"]
-    over_cap = {s: v for s, v in synthetic.items()
-                if v > curation_settings.max_synthetic_share}
+    before, after = outcome.synthetic_before, outcome.synthetic_after
+    share_before = {s: round(v, 4) for s, v in zip(before["split"], before["synthetic_share"],
+                                                   strict=True)}
+    capped_by_split = dict(outcome.capped.group_by("split").len().sort("split").iter_rows())
     checks = [
         dg.AssetCheckResult(check_name="no_example_in_both_splits", asset_key=SPLITS,
                             passed=integrity["examples_in_both"] == 0,
@@ -109,10 +97,19 @@ def split_assignments(context: dg.AssetExecutionContext, data_dir: DataDir,
                                       "sample_example_ids":
                                           excluded_in["example_id"].head(5).to_list()}),
         dg.AssetCheckResult(check_name="synthetic_share_below_cap", asset_key=SPLITS,
-                            passed=not over_cap, severity=dg.AssetCheckSeverity.WARN,
-                            metadata={"synthetic_share": {k: round(v, 4)
-                                                          for k, v in synthetic.items()},
-                                      "cap": curation_settings.max_synthetic_share}),
+                            passed=bool(before["within_cap"].all()),
+                            severity=dg.AssetCheckSeverity.WARN,
+                            metadata={"synthetic_share": share_before,
+                                      "cap": cap.max_synthetic_share,
+                                      "enforced": cap.enforce}),
+        dg.AssetCheckResult(
+            check_name="synthetic_share_within_cap", asset_key=SPLITS,
+            passed=after["passed"] if cap.enforce else True,
+            description=("every split within the cap" if after["passed"] else
+                         f"splits over the cap: {after['over_cap']}") if cap.enforce else
+            "not enforced (report only: see synthetic_share_below_cap)",
+            metadata={"synthetic_share": after["synthetic_share"], "cap": cap.max_synthetic_share,
+                      "enforced": cap.enforce, "capped_rows": outcome.capped.height}),
     ]
     report = split_report(assignments)
     tiers_by_split = (assignments.group_by("split", "complexity_tier").len()
@@ -124,12 +121,14 @@ def split_assignments(context: dg.AssetExecutionContext, data_dir: DataDir,
             "train_rows": integrity["train_rows"],
             "eval_rows": integrity["eval_rows"],
             "eval_share": round(integrity["eval_share"], 4),
+            "synthetic_capped": outcome.capped.height,
+            "synthetic_capped_by_split": {str(k): int(v) for k, v in capped_by_split.items()},
             "tiers_by_split": dg.MetadataValue.md(markdown_table(tiers_by_split, limit=20)),
             "origin_by_split": dg.MetadataValue.md(markdown_table(
                 report.group_by("split", "origin").agg(pl.col("rows").sum())
                 .sort("split", "origin"), limit=20)),
             "rows_by_split_tier_source": dg.MetadataValue.md(markdown_table(report, limit=100)),
-            **{f"{n}_path": dg.MetadataValue.path(str(p)) for n, p in files.items()},
+            **{f"{n}_path": dg.MetadataValue.path(str(p)) for n, p in outcome.files.items()},
         },
         check_results=checks,
     )

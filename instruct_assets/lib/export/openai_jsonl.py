@@ -29,7 +29,10 @@ PARQUET_SCHEMA = pa.schema(
     ]
 )
 
-#: Rows per Parquet row group (bounded memory; 32-bit string offsets never overflow).
+#: Parquet column path of the message role (the one column worth a dictionary).
+ROLE_COLUMN = "messages.list.element.role"
+
+#: Rows per Parquet row group (bounded reader memory; 32-bit string offsets never overflow).
 PARQUET_ROW_GROUP = 100_000
 
 
@@ -49,20 +52,26 @@ def write_openai_parquet(path: str | os.PathLike[str], rows: pl.DataFrame) -> in
     JSONL; same rows, same order as the JSONL.
     """
     target = Path(path)
-    with atomic_writer(target) as handle:
-        writer = pq.ParquetWriter(handle, PARQUET_SCHEMA, compression="zstd")
-        try:
-            for offset in range(0, max(rows.height, 1), PARQUET_ROW_GROUP):
-                chunk = rows.slice(offset, PARQUET_ROW_GROUP)
-                table = pa.table(
-                    {
-                        "messages": chunk.get_column("messages").to_arrow(),
-                        "tools": chunk.get_column("tools_items").to_arrow(),
-                    }
-                ).cast(PARQUET_SCHEMA)
-                writer.write_table(table, row_group_size=PARQUET_ROW_GROUP)
-        finally:
-            writer.close()
+    # One conversion of whole columns (64-bit offsets): converting polars slices that share
+    # the column's string buffers measured twice as slow. Each row group is cast to the
+    # 32-bit schema on its own, so no offset overflows however big the split.
+    table = pa.table(
+        {
+            "messages": rows.get_column("messages").to_arrow(),
+            "tools": rows.get_column("tools_items").to_arrow(),
+        }
+    )
+    # Dictionary-encode only ``role`` (four values): every ``content`` is distinct, and
+    # trying a dictionary for it first hashed every string for nothing.
+    with (
+        atomic_writer(target) as handle,
+        pq.ParquetWriter(
+            handle, PARQUET_SCHEMA, compression="zstd", use_dictionary=[ROLE_COLUMN]
+        ) as writer,
+    ):
+        for offset in range(0, max(rows.height, 1), PARQUET_ROW_GROUP):
+            group = table.slice(offset, PARQUET_ROW_GROUP).cast(PARQUET_SCHEMA)
+            writer.write_table(group, row_group_size=PARQUET_ROW_GROUP)
     return target.stat().st_size
 
 

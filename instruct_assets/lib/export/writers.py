@@ -20,22 +20,46 @@ and reading exports back lives in ``validate.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from instruct_assets.lib.export.alpaca import NOT_SINGLE_TURN, alpaca_lines, single_turn_mask
-from instruct_assets.lib.export.common import key_list, split_rows, with_tools, write_lines
+from instruct_assets.lib.export.atomic import atomic_writer
+from instruct_assets.lib.export.common import (
+    LineSink,
+    key_list,
+    row_chunks,
+    split_rows,
+    with_tools,
+)
+from instruct_assets.lib.export.derive import (
+    alpaca_rewrite,
+    derivable_template,
+    mixed_lines,
+    openai_rewrite,
+    sharegpt_rewrite,
+    text_rewrite,
+    with_messages_json,
+)
 from instruct_assets.lib.export.openai_jsonl import (
     openai_lines,
     write_axolotl_yaml,
     write_openai_parquet,
 )
-from instruct_assets.lib.export.rendered import load_template, template_token_mask, text_lines
+from instruct_assets.lib.export.rendered import (
+    ChatTemplate,
+    load_template,
+    template_token_mask,
+    text_lines,
+)
 from instruct_assets.lib.export.sharegpt import (
     dataset_info_entry,
     has_system,
@@ -57,6 +81,9 @@ KIND_PATHS: dict[str, str] = {
 #: All kinds, the default of ``export_split``.
 KINDS: tuple[str, ...] = tuple(KIND_PATHS)
 
+#: Kinds written as one JSON array (the others are JSONL, or Parquet).
+ARRAY_KINDS: frozenset[str] = frozenset({"sharegpt", "alpaca"})
+
 #: Kinds that hold only single-turn rows and list the others as not exportable.
 SINGLE_TURN_KINDS: frozenset[str] = frozenset({"alpaca", "text_alpaca"})
 
@@ -68,6 +95,153 @@ def export_path(out_dir: str | os.PathLike[str], kind: str, split: str) -> Path:
     if kind not in KIND_PATHS:
         raise ValueError(f"unknown export kind {kind!r}; known: {KINDS}")
     return Path(out_dir) / KIND_PATHS[kind].format(split=split)
+
+
+def prepare_rows(frame: pl.DataFrame | pl.LazyFrame, split: str) -> pl.DataFrame:
+    """The rows every format of ``split`` is written from: sorted by key, tools parsed
+    (``common.with_tools``), plus ``_single`` (the row fits the single-turn kinds)."""
+    if not _SPLIT_NAME.fullmatch(split):
+        raise ValueError(f"split name {split!r} is not a safe file name")
+    rows = with_tools(split_rows(frame, split))
+    return rows.with_columns(single_turn_mask().alias("_single"))
+
+
+_Encoder = Callable[[pl.DataFrame], pl.Series]
+
+
+def _encoders_of(kind: str) -> tuple[tuple[pl.Expr, pl.Expr] | None, _Encoder]:
+    """How to encode ``kind`` for a chunk of rows (single-turn kinds: already filtered):
+    the shared rewrite ``(mask, line)`` over ``derive.MESSAGES_JSON`` if the kind has one,
+    and the format's own encoder (for the rows the rewrite cannot express)."""
+    if kind == "openai":
+        return openai_rewrite(), openai_lines
+    if kind == "sharegpt":
+        return sharegpt_rewrite(), sharegpt_lines
+    if kind == "alpaca":
+        return alpaca_rewrite(), alpaca_lines
+    template = load_template(kind.removeprefix("text_"))
+    encode = partial(text_lines, template=template)
+    if isinstance(template, ChatTemplate) and derivable_template(template):
+        return text_rewrite(template), encode
+    return None, encode
+
+
+def _chunk_lines(
+    chunk: pl.DataFrame, kinds: list[str], plans: dict[str, tuple[Any, _Encoder]]
+) -> dict[str, pl.Series]:
+    """Every kind's lines for one chunk. Where a kind's rewrite covers the whole chunk
+    (the common case) the rewrites of all kinds run as one parallel ``collect_all``."""
+    single = chunk.filter(pl.col("_single")) if SINGLE_TURN_KINDS & set(kinds) else None
+    frames = {k: single if k in SINGLE_TURN_KINDS else chunk for k in kinds}
+    rewritten = [k for k in kinds if plans[k][0] is not None and frames[k].height]
+    covered = set()
+    for frame in {id(f): f for f in (frames[k] for k in rewritten)}.values():
+        mine = [k for k in rewritten if frames[k] is frame]
+        flags = frame.select([plans[k][0][0].all().alias(k) for k in mine]).row(0, named=True)
+        covered |= {k for k, ok in flags.items() if ok}
+    fast = [k for k in kinds if k in covered]
+    done = pl.collect_all(
+        [frames[k].lazy().select(plans[k][0][1].alias("line")) for k in fast]
+    ) if fast else []
+    lines = {k: frame.get_column("line") for k, frame in zip(fast, done, strict=True)}
+    for kind in kinds:
+        if kind in lines:
+            continue
+        rewrite, encode = plans[kind]
+        frame = frames[kind]
+        lines[kind] = mixed_lines(frame, rewrite, encode) if rewrite is not None else encode(
+            frame)
+    return lines
+
+
+def write_kinds(
+    rows: pl.DataFrame,
+    out_dir: str | os.PathLike[str],
+    split: str,
+    kinds: list[str] | tuple[str, ...],
+    *,
+    name: str = "instruct_assets",
+) -> dict[str, dict[str, Any]]:
+    """Write ``kinds`` of ``split`` from :func:`prepare_rows` output in one pass over the
+    rows; return each kind's entry of ``export_split``'s ``formats``.
+
+    The JSON-line kinds are encoded chunk by chunk from one shared encoding of the messages
+    (see ``derive``) and written as they come; ``openai_parquet`` is written on its own.
+    Any failure leaves every target file as it was (each write is atomic).
+    """
+    started = time.perf_counter()
+    out = Path(out_dir)
+    kinds = check_kinds(kinds)
+    entries: dict[str, dict[str, Any]] = {}
+    for kind in kinds:
+        single = kind in SINGLE_TURN_KINDS
+        count = int(rows.get_column("_single").sum()) if single else rows.height
+        entries[kind] = {"path": str(export_path(out, kind, split)), "rows": count}
+    texts = [k for k in kinds if k != "openai_parquet"]
+    if texts:
+        with contextlib.ExitStack() as stack:
+            sinks = {
+                k: LineSink(
+                    stack.enter_context(atomic_writer(entries[k]["path"])),
+                    json_array=k in ARRAY_KINDS,
+                )
+                for k in texts
+            }
+            plans = {k: _encoders_of(k) for k in texts}
+            shared = any(rewrite is not None for rewrite, _ in plans.values())
+            for chunk in row_chunks(rows):
+                if shared:
+                    chunk = with_messages_json(chunk)
+                lines = _chunk_lines(chunk, texts, plans)
+                for kind in texts:
+                    sinks[kind].write(lines[kind])
+            for sink in sinks.values():
+                sink.close()
+    for kind in kinds:
+        entry = entries[kind]
+        path = Path(entry["path"])
+        if kind == "openai_parquet":
+            entry["bytes"] = write_openai_parquet(path, rows)
+        else:
+            entry["bytes"] = path.stat().st_size
+        if kind == "openai":
+            yaml_path = out / "openai" / f"axolotl.{split}.yaml"
+            write_axolotl_yaml(yaml_path, KIND_PATHS[kind].format(split=split), split)
+            entry["axolotl_yaml"] = str(yaml_path)
+        elif kind == "sharegpt":
+            info_path = path.parent / "dataset_info.json"
+            dataset_name = f"{name}_{split}"
+            info = dataset_info_entry(
+                path.name,
+                has_system=bool(rows.select(has_system().any()).item()),
+                has_tools=rows.get_column("tools_json").is_not_null().any(),
+            )
+            update_dataset_info(info_path, dataset_name, info)
+            entry["dataset_info"] = str(info_path)
+            entry["dataset_name"] = dataset_name
+        elif kind.startswith("text_"):
+            template = load_template(kind.removeprefix("text_"))
+            source = rows.filter(pl.col("_single")) if kind in SINGLE_TURN_KINDS else rows
+            entry["rows_with_template_tokens"] = int(
+                source.select(template_token_mask(template).sum()).item()
+            )
+        if kind in SINGLE_TURN_KINDS:
+            skipped = key_list(rows, ~pl.col("_single"))
+            entry["not_exportable"] = {
+                "reason": NOT_SINGLE_TURN,
+                "count": len(skipped),
+                "ids": skipped,
+            }
+        entry["seconds"] = round(time.perf_counter() - started, 3)
+    return entries
+
+
+def check_kinds(formats: tuple[str, ...] | list[str]) -> list[str]:
+    """``formats`` without repeats, in caller order; raises on an unknown kind."""
+    unknown = [k for k in formats if k not in KIND_PATHS]
+    if unknown:
+        raise ValueError(f"unknown export kinds {unknown}; known: {KINDS}")
+    return list(dict.fromkeys(formats))
 
 
 def export_split(
@@ -91,58 +265,20 @@ def export_split(
     """
     if not _SPLIT_NAME.fullmatch(split):
         raise ValueError(f"split name {split!r} is not a safe file name")
-    unknown = [k for k in formats if k not in KIND_PATHS]
-    if unknown:
-        raise ValueError(f"unknown export kinds {unknown}; known: {KINDS}")
-    out = Path(out_dir)
-    rows = with_tools(split_rows(frame, split))
-    single = rows.select(single_turn_mask().alias("single")).to_series()
-    result: dict[str, Any] = {
+    kinds = check_kinds(formats)
+    rows = prepare_rows(frame, split)
+    result = split_result(rows, out_dir, split)
+    result["formats"] = write_kinds(rows, out_dir, split, kinds, name=name)
+    return result
+
+
+def split_result(rows: pl.DataFrame, out_dir: str | os.PathLike[str], split: str
+                 ) -> dict[str, Any]:
+    """``export_split``'s result without ``formats`` (filled in by the caller)."""
+    return {
         "split": split,
         "rows": rows.height,
-        "out_dir": str(out),
+        "out_dir": str(Path(out_dir)),
         "invalid_tools": key_list(rows, pl.col("tools_status") == "invalid"),
         "formats": {},
     }
-    for kind in dict.fromkeys(formats):  # keep caller order, drop repeats
-        started = time.perf_counter()
-        path = export_path(out, kind, split)
-        source = rows.filter(single) if kind in SINGLE_TURN_KINDS else rows
-        entry: dict[str, Any] = {"path": str(path), "rows": source.height}
-        if kind == "openai":
-            entry["bytes"] = write_lines(path, openai_lines(source))
-            yaml_path = out / "openai" / f"axolotl.{split}.yaml"
-            write_axolotl_yaml(yaml_path, KIND_PATHS[kind].format(split=split), split)
-            entry["axolotl_yaml"] = str(yaml_path)
-        elif kind == "openai_parquet":
-            entry["bytes"] = write_openai_parquet(path, source)
-        elif kind == "sharegpt":
-            entry["bytes"] = write_lines(path, sharegpt_lines(source), json_array=True)
-            info_path = path.parent / "dataset_info.json"
-            dataset_name = f"{name}_{split}"
-            info = dataset_info_entry(
-                path.name,
-                has_system=bool(source.select(has_system().any()).item()),
-                has_tools=source.get_column("tools_json").is_not_null().any(),
-            )
-            update_dataset_info(info_path, dataset_name, info)
-            entry["dataset_info"] = str(info_path)
-            entry["dataset_name"] = dataset_name
-        elif kind == "alpaca":
-            entry["bytes"] = write_lines(path, alpaca_lines(source), json_array=True)
-        else:
-            template = load_template(kind.removeprefix("text_"))
-            entry["bytes"] = write_lines(path, text_lines(source, template))
-            entry["rows_with_template_tokens"] = int(
-                source.select(template_token_mask(template).sum()).item()
-            )
-        if kind in SINGLE_TURN_KINDS:
-            skipped = key_list(rows, ~single)
-            entry["not_exportable"] = {
-                "reason": NOT_SINGLE_TURN,
-                "count": len(skipped),
-                "ids": skipped,
-            }
-        entry["seconds"] = round(time.perf_counter() - started, 3)
-        result["formats"][kind] = entry
-    return result

@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 
 from instruct_assets.lib.quality.config import QualityThresholds
-from instruct_assets.lib.quality.text import LAST_USER, RESPONSE, has_code
+from instruct_assets.lib.quality.text import LAST_USER, RESPONSE, collect, has_code
 
 ROW = "_row"
 REQUEST_TEXT = "_request_text"
@@ -378,8 +378,8 @@ INLINE_SEP_RE = r",|;|\band\b|\bor\b"
 def request_text(col: str = LAST_USER) -> pl.Expr:
     """First paragraph of the last user turn (at most 1000 chars): where requests are read."""
     c = pl.col(col)
-    cut = c.str.find("\n\n", literal=True).fill_null(1000).clip(upper_bound=1000)
-    return c.str.head(cut).alias(REQUEST_TEXT)
+    # head/splitn count characters (``str.find`` returns a byte offset, so it cannot cut)
+    return c.str.head(1000).str.splitn("\n\n", 2).struct.field("field_0").alias(REQUEST_TEXT)
 
 
 def _num(expr: pl.Expr) -> pl.Expr:
@@ -465,7 +465,7 @@ def request_stages() -> list[list[pl.Expr]]:
         _screened(req, _LANGUAGE_SCREEN).alias("_req_lang"),
     ]
     extracted = [
-        pl.col("_req_json").str.contains(JSON_REQUEST_RE).fill_null(False).alias("json_requested"),
+        pl.col("_req_json").str.find(JSON_REQUEST_RE).is_not_null().alias("json_requested"),
         pl.col("_req_code").str.extract(CODE_REQUEST_RE, 0).alias("_code_span"),
         pl.col("_req_item").str.extract_groups(ITEM_REQUEST_RE).alias("_item"),
         pl.col("_req_sent").str.extract_groups(SENTENCE_REQUEST_RE).alias("_sent"),
@@ -476,16 +476,21 @@ def request_stages() -> list[list[pl.Expr]]:
         .alias("_lang"),
         # "for each", "per item", "50 stories under ten words": a sentence/word budget then
         # applies to parts, not to the whole response.
-        (budget.str.contains(_EACH_RE) | _counts_items(budget)).fill_null(False).alias("_each"),
+        (budget.str.find(_EACH_RE).is_not_null() | _counts_items(budget))
+        .fill_null(False)
+        .alias("_each"),
     ]
     span, item, sent, word = (pl.col(c) for c in ("_code_span", "_item", "_sent", "_word"))
+    # ``str.find(...).is_not_null()`` rather than ``str.contains``: ``find`` skips the null
+    # (masked) rows, ``contains`` scans them all; both agree on the rows that count.
+    spanned = pl.when(span.is_not_null()).then(req)
     code_requested = (
         span.is_not_null()
-        & ~span.str.contains(_NOT_CODE_RE)
-        & ~pl.when(span.is_not_null()).then(req).str.contains(_CODE_QUESTION_RE)
+        & span.str.find(_NOT_CODE_RE).is_null()
+        & spanned.str.find(_CODE_QUESTION_RE).is_null()
         & (
-            ~span.str.contains(r"\bscripts?\b")
-            | pl.when(span.is_not_null()).then(req).str.contains(_PROGRAMMING_CONTEXT_RE)
+            span.str.find(r"\bscripts?\b").is_null()
+            | spanned.str.find(_PROGRAMMING_CONTEXT_RE).is_not_null()
         )
     ).fill_null(False)
     item_noun = item.struct.field("noun")
@@ -609,13 +614,16 @@ def _language_measures(cfg: QualityThresholds) -> list[pl.Expr]:
 def alignment_frame(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
     """Per-row alignment measures and ``output_misalignment``/``misalignment_kind``.
 
-    ``frame`` needs ``_row`` (row number), the ``last_user`` and ``response`` text columns.
+    ``frame`` needs ``_row`` (row number), the ``last_user`` and ``response`` text columns;
+    ``_has_fence``/``_code_lines`` (see ``score_examples``) are reused when present.
     Returns ``_row`` plus: json_requested, json_valid, code_requested, has_code,
     requested_items, response_items, requested_sentences, response_sentences,
     requested_words, response_words, requested_language, target_language_share,
     misalignment_kind, output_misalignment (measures are null where nothing was requested).
     """
-    base = frame.select(ROW, LAST_USER, RESPONSE).with_columns(
+    facts = {"_has_fence", "_code_lines"} <= set(frame.columns)
+    extra = ["_has_fence", "_code_lines"] if facts else []
+    base = frame.select(ROW, LAST_USER, RESPONSE, *extra).with_columns(
         pl.col(RESPONSE).fill_null(""), request_text()
     )
     # One union screen picks the ~20% of rows that may hold any request; the request stages
@@ -623,7 +631,7 @@ def alignment_frame(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame
     maybe = pl.col(REQUEST_TEXT).str.to_lowercase().str.contains(ANY_REQUEST_SCREEN)
     req = base.filter(maybe.fill_null(False))
     for stage in request_stages():
-        req = req.with_columns(stage)
+        req = collect(req.lazy().with_columns(stage))
     asked = req.filter(
         pl.col("json_requested")
         | pl.col("code_requested")
@@ -635,24 +643,33 @@ def alignment_frame(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame
     # Expensive measures, only on rows that asked for something, and within those each on
     # a response masked to the rows that made the matching request.
     resp = pl.col(RESPONSE)
-    for_items = pl.when(pl.col("requested_items").is_not_null()).then(resp)
-    measured = asked.with_columns(
-        pl.when(pl.col("code_requested")).then(resp).alias("_resp_code"),
-        for_items.alias("_resp_items"),
-        pl.when(pl.col("requested_sentences").is_not_null()).then(resp).alias("_resp_sent"),
-        pl.when(pl.col("requested_words").is_not_null()).then(resp).alias("_resp_words"),
-        pl.when(pl.col("json_requested")).then(resp).alias("_resp_json"),
-    ).with_columns(
-        pl.when(pl.col("code_requested")).then(has_code("_resp_code")).alias("has_code"),
-        response_item_count("_resp_items").alias("response_items"),
-        (_count("_resp_items", NUMBERED_ITEM_RE) >= 2).alias("_numbered"),
-        sentence_count("_resp_sent").alias("response_sentences"),
-        pl.when(pl.col("_resp_words").is_not_null())
-        .then(_count("_resp_words", WORD_RE))
-        .alias("response_words"),
-        *_language_measures(cfg),
-        *json_candidates("_resp_json"),
+    # has_code(response): from the fence/code-line facts when the caller computed them.
+    code_facts = (
+        pl.col("_has_fence") | (pl.col("_code_lines") > 0) if facts else has_code("_resp_code")
     )
+    for_items = pl.when(pl.col("requested_items").is_not_null()).then(resp)
+    measured = (
+        asked.lazy()
+        .with_columns(
+            pl.when(pl.col("code_requested")).then(resp).alias("_resp_code"),
+            for_items.alias("_resp_items"),
+            pl.when(pl.col("requested_sentences").is_not_null()).then(resp).alias("_resp_sent"),
+            pl.when(pl.col("requested_words").is_not_null()).then(resp).alias("_resp_words"),
+            pl.when(pl.col("json_requested")).then(resp).alias("_resp_json"),
+        )
+        .with_columns(
+            pl.when(pl.col("code_requested")).then(code_facts).alias("has_code"),
+            response_item_count("_resp_items").alias("response_items"),
+            (_count("_resp_items", NUMBERED_ITEM_RE) >= 2).alias("_numbered"),
+            sentence_count("_resp_sent").alias("response_sentences"),
+            pl.when(pl.col("_resp_words").is_not_null())
+            .then(_count("_resp_words", WORD_RE))
+            .alias("response_words"),
+            *_language_measures(cfg),
+            *json_candidates("_resp_json"),
+        )
+    )
+    measured = collect(measured)
     json_rows = measured.filter(pl.col("json_requested"))
     valid = json_valid(json_rows, ["_json_a", "_json_b"])
     measured = measured.join(

@@ -4,8 +4,12 @@ Why this shape: duplicates inflate some behaviours in training and leak between 
 splits, so every example gets an exact key, a near-duplicate estimate and a cluster id. The work
 must scale to millions of rows on a small machine, so nothing here calls Python per row: text is
 lowercased, tokenised, hashed and MinHashed with numpy over the raw UTF-8 bytes of the message
-contents, in document-aligned chunks (~2 MB of text) that keep every array small; two threads
-hash chunks in parallel (numpy releases the GIL), which never changes a result.
+contents, in document-aligned chunks (~2 MB of text, joined by polars into one buffer) that keep
+every array in cache, with per-thread work buffers reused from chunk to chunk (fresh large numpy
+temporaries cost page faults); two threads hash chunks in parallel (numpy releases the GIL),
+which never changes a result. Only the exact key and the LSH band hashes are kept for every
+row; the full MinHash signatures are hashed again for the few rows in candidate pairs instead
+of being stored (112 x 4 bytes per row).
 
 Normalisation (shared by the exact key and the MinHash text):
     text is lowercased (ASCII, plus every BMP character whose lowercase has the same UTF-8
@@ -48,14 +52,18 @@ Candidates and verification: examples with identical signatures are collapsed fi
     ``bucket_window`` members and with the bucket's first member, so a bucket of 100k copies of
     a template costs O(n * window) pairs instead of O(n**2). A pair is a near duplicate when its
     estimated Jaccard is ``>= jaccard_threshold``. Clusters are connected components over exact
-    AND near links (vectorised min-label hooking with pointer jumping).
+    AND near links (vectorised min-label hooking with pointer jumping). Equal keys (signature
+    hashes, exact keys, band hashes) are found by sorting only the rows that a counting
+    prefilter on the hash bits cannot rule out, never all rows.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -94,7 +102,7 @@ class DedupConfig:
     bucket_window: in an LSH bucket (members sorted by signature hash), each member is paired
         with this many following members plus the bucket's first member. Bounds the cost of
         huge buckets; members of a true cluster still connect transitively.
-    chunk_bytes: text bytes hashed per batch; a memory/speed knob, never changes results.
+    chunk_bytes: text bytes tokenised per batch; a memory/speed knob, never changes results.
     workers: threads hashing batches in parallel; never changes results.
     """
 
@@ -192,48 +200,65 @@ _K_NOSHINGLE = _U64(0x7FB5D329728EA185)
 _MASK32 = _U64(0xFFFFFFFF)
 _C_DENSE = np.uint32(0x9E3779B9)  # densification step (odd)
 _LEN_MASK = np.array([0] + [(1 << (8 * k)) - 1 for k in range(1, 9)], dtype=np.uint64)
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_CHUNKS_PER_TASK = 4  # hashing chunks per densify/band pass
 
 _NON_WORD_BOUNDS = np.array([b for r in NON_WORD_RANGES for b in r], dtype=np.int64)
 
 
-def _fmix64(x: np.ndarray) -> np.ndarray:
-    """murmur3's 64-bit finaliser, in place (uint64 wraps): a fixed, well-mixing bijection."""
-    x ^= x >> _S33
+def _fmix64(x: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
+    """murmur3's 64-bit finaliser, in place (uint64 wraps): a fixed, well-mixing bijection.
+
+    ``tmp`` (same shape) is scratch space; passing one avoids three temporaries.
+    """
+    if tmp is None:
+        tmp = np.empty_like(x)
+    np.right_shift(x, _S33, out=tmp)
+    x ^= tmp
     x *= _M1
-    x ^= x >> _S33
+    np.right_shift(x, _S33, out=tmp)
+    x ^= tmp
     x *= _M2
-    x ^= x >> _S33
+    np.right_shift(x, _S33, out=tmp)
+    x ^= tmp
     return x
 
 
-def _segment_sums(x: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """Wrapping uint64 sum of ``x[bounds[i]:bounds[i+1]]`` for each i (empty segments -> 0)."""
-    cs = np.zeros(x.size + 1, dtype=np.uint64)
+def _segment_sums(x: np.ndarray, bounds: np.ndarray, cs: np.ndarray | None = None) -> np.ndarray:
+    """Wrapping uint64 sum of ``x[bounds[i]:bounds[i+1]]`` for each i (empty segments -> 0).
+
+    ``cs`` (``x.size + 1`` uint64) is optional scratch space for the running sum.
+    """
+    if cs is None:
+        cs = np.empty(x.size + 1, dtype=np.uint64)
+    cs[0] = 0
     np.cumsum(x, out=cs[1:])
     return cs[bounds[1:]] - cs[bounds[:-1]]
 
 
-def _string_buffers(strings: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Int64 offsets and raw UTF-8 bytes of a string Series (nulls read as empty).
+class _Scratch:
+    """Work buffers of one thread, reused from chunk to chunk.
 
-    Each string gets a trailing NUL (a non-word byte), so no token can run from one
-    message into the next. Casting to binary is the cheapest way out of polars' string
-    views into one contiguous Arrow buffer; lowercasing happens later, per chunk, in numpy.
+    Big numpy temporaries are fresh allocations whose pages the kernel must fault in and
+    zero every time; reusing a few named buffers (``out=`` everywhere) avoids most of that.
+    Buffers only grow. Contents are garbage until written.
     """
-    arr = (
-        (strings.fill_null("") + "\x00")
-        .cast(pl.Binary)
-        .rechunk()
-        .to_arrow(compat_level=pl.CompatLevel.oldest())
-    )
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = arr.cast(pa.large_binary())
-    _, off_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    return offsets, data
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+        self._ramp = np.zeros(0, dtype=np.uint64)
+
+    def __call__(self, name: str, size: int, dtype: type) -> np.ndarray:
+        buf = self._bufs.get(name)
+        if buf is None or buf.size < size:
+            buf = np.empty(max(size + size // 4, 4096), dtype=dtype)
+            self._bufs[name] = buf
+        return buf[:size]
+
+    def ramp(self, size: int) -> np.ndarray:
+        """``arange(size) * _K_POS`` (uint64, wrapping), computed once per size class."""
+        if self._ramp.size < size:
+            self._ramp = np.arange(max(size + size // 4, 4096), dtype=np.uint64) * _K_POS
+        return self._ramp[:size]
 
 
 @functools.cache
@@ -260,14 +285,45 @@ class _Stream:
 
     ``doc_msg`` (n+1) bounds each doc's messages; ``msg_code`` is the role code of each
     message and ``msg_index`` its position in the conversation (the tools pseudo-message has
-    a fixed index of its own); ``offsets``/``data`` are the raw UTF-8 contents.
+    a fixed index of its own); ``offsets`` (m+1) are the byte offsets of the contents as if
+    concatenated, used to size chunks; ``content`` holds the texts (String, nulls as
+    empty), turned into one contiguous buffer per chunk only.
     """
 
     doc_msg: np.ndarray
     msg_code: np.ndarray
     msg_index: np.ndarray
     offsets: np.ndarray
-    data: np.ndarray
+    content: pl.Series
+
+    def chunk_bytes(self, m0: int, m1: int, buf_of: _Scratch) -> tuple[np.ndarray, np.ndarray]:
+        """Messages ``m0:m1`` as one UTF-8 buffer, each followed by a NUL (a non-word byte,
+        so no token runs from one message into the next), in a scratch buffer with 16 zero
+        bytes of padding; and the byte offset of each message's start (plus the end).
+
+        One ``str.join`` per chunk is a single copy into a contiguous buffer.
+        """
+        joined = self.content.slice(m0, m1 - m0).str.join("\x00")
+        arr = joined.to_arrow(compat_level=pl.CompatLevel.oldest())
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        _, off_buf, data_buf = arr.buffers()
+        off = np.frombuffer(off_buf, dtype=np.int64)[arr.offset : arr.offset + 2]
+        b0, n = int(off[0]), int(off[1] - off[0])
+        buf = buf_of("bytes", n + 17, np.uint8)
+        if n:
+            buf[:n] = np.frombuffer(data_buf, dtype=np.uint8, count=n, offset=b0)
+        buf[n:] = 0  # the last message's NUL, then padding
+        starts = self.offsets[m0 : m1 + 1] - self.offsets[m0]
+        starts += np.arange(m1 - m0 + 1)
+        if m1 > m0 and starts[-1] != n + 1:
+            raise AssertionError("joined message bytes do not match their byte sizes")
+        return buf, starts
+
+
+def _text(strings: pl.Series) -> pl.Series:
+    """Strings with nulls read as empty (no byte copy: polars views)."""
+    return strings.fill_null("")
 
 
 def _message_stream(normalized: pl.DataFrame) -> _Stream:
@@ -283,42 +339,48 @@ def _message_stream(normalized: pl.DataFrame) -> _Stream:
         .fill_null(_OTHER_CODE)
         .to_numpy()
     )
-    offsets, data = _string_buffers(flat.struct.field("content"))
+    content = _text(flat.struct.field("content"))
     msg_doc = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
     index = (np.arange(doc_msg[-1], dtype=np.int64) - doc_msg[msg_doc]).astype(np.uint64)
-    return _Stream(doc_msg, codes, index, offsets, data)
+    return _Stream(doc_msg, codes, index, _byte_offsets(content), content)
 
 
-def _tools_stream(normalized: pl.DataFrame) -> _Stream:
-    """One pseudo-message per doc holding the ``tools`` JSON (null -> empty)."""
-    n = normalized.height
-    offsets, data = _string_buffers(normalized["tools"].cast(pl.String))
-    return _Stream(
-        np.arange(n + 1, dtype=np.int64),
-        np.full(n, _TOOLS_CODE, dtype=np.int8),
-        np.full(n, _TOOLS_INDEX, dtype=np.uint64),
-        offsets,
-        data,
-    )
+def _byte_offsets(content: pl.Series) -> np.ndarray:
+    """Cumulative UTF-8 byte sizes (n+1) of a String series."""
+    sizes = content.str.len_bytes().fill_null(0).to_numpy().astype(np.int64)
+    offsets = np.zeros(sizes.size + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return offsets
 
 
-def _lowercase_word_mask(buf: np.ndarray, n: int) -> np.ndarray:
-    """Lowercase ``buf[:n]`` in place and return its word-byte mask (``buf`` has 8 pad bytes).
+def _lowercase_word_mask(buf: np.ndarray, n: int, word: np.ndarray, sc: _Scratch) -> None:
+    """Lowercase ``buf[:n]`` in place and write its word-byte mask into ``word`` (n bools).
 
-    ASCII is handled by arithmetic on all bytes (faster than a lookup table in numpy);
-    non-ASCII characters are decoded only where a lead byte occurs, lowercased through
-    :func:`_lower_bmp` and tested against :data:`NON_WORD_RANGES`.
+    ``buf`` has at least 3 padding bytes. ASCII is handled by arithmetic on all bytes (much
+    faster than a lookup table in numpy): ``x | 0x20`` folds case, so one range test finds
+    the letters, and OR-ing 0x20 into exactly those lowercases them. Non-ASCII characters
+    are decoded only where a lead byte occurs, lowercased through :func:`_lower_bmp` and
+    tested against :data:`NON_WORD_RANGES`.
     """
     x = buf[:n]
-    tmp = x - np.uint8(65)
-    np.add(x, np.uint8(32), out=x, where=tmp < 26)  # A-Z -> a-z
-    np.subtract(x, np.uint8(48), out=tmp)
-    word = tmp < 10
-    np.subtract(x, np.uint8(97), out=tmp)
-    word |= tmp < 26
-    word |= x == 95
-    word |= x >= 0x80
-    leads = np.flatnonzero(x >= 0xC0)
+    t = sc("mask_u8", n, np.uint8)
+    b = sc("mask_b", n, np.bool_)
+    np.bitwise_or(x, 0x20, out=t)
+    t -= 97
+    np.less(t, 26, out=word)  # ASCII letters, either case
+    np.multiply(word.view(np.uint8), np.uint8(0x20), out=t)
+    x |= t  # A-Z -> a-z
+    np.subtract(x, 48, out=t)
+    np.less(t, 10, out=b)
+    word |= b
+    np.equal(x, 95, out=b)
+    word |= b
+    np.greater_equal(x, 0x80, out=b)
+    word |= b
+    high = np.flatnonzero(b)
+    if not high.size:
+        return
+    leads = high[x[high] >= 0xC0]
     if leads.size:
         b0 = buf[leads].astype(np.int64)
         b1 = (buf[leads + 1] & 0x3F).astype(np.int64)
@@ -348,56 +410,77 @@ def _lowercase_word_mask(buf: np.ndarray, n: int) -> np.ndarray:
         for k in range(4):
             pos = leads[nonword & (nbytes > k)] + k
             word[pos[pos < n]] = False
-    return word
 
 
-def _tokenize(st: _Stream, m0: int, m1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Token hashes of messages ``m0:m1``, each token's message (local) and per-message bounds.
+@dataclass
+class _Tokens:
+    """Tokens of a chunk of messages: hashes (in text order) and per-message token bounds."""
+
+    h: np.ndarray
+    msg_tok0: np.ndarray  # (messages + 1) first token of each message, local
+
+
+def _tokenize(st: _Stream, m0: int, m1: int, sc: _Scratch) -> _Tokens:
+    """Token hashes of messages ``m0:m1`` and per-message token bounds.
 
     Tokens never cross message boundaries. A token of at most 8 bytes hashes as
     ``fmix64(bytes as a zero-padded little-endian word + K)``; a longer one as below.
     """
-    b0, b1 = int(st.offsets[m0]), int(st.offsets[m1])
-    n = b1 - b0
-    buf = np.zeros(n + 8, dtype=np.uint8)
-    buf[:n] = st.data[b0:b1]
-    msg_off = st.offsets[m0 : m1 + 1] - b0
-    word = np.zeros(n + 2, dtype=bool)  # padded with a non-word byte on both sides
-    word[1:-1] = _lowercase_word_mask(buf, n)
+    buf, msg_off = st.chunk_bytes(m0, m1, sc)
+    n = int(msg_off[-1])  # the last message's NUL is at n - 1
+    word = sc("word", n + 2, np.bool_)  # padded with a non-word byte on both sides
+    word[0] = word[n + 1] = False
+    _lowercase_word_mask(buf, n, word[1 : n + 1], sc)
     # Runs of word bytes: transitions alternate start, end (positions shifted by the pad).
     # Every message ends with a NUL byte, so runs never cross messages.
-    edges = np.flatnonzero(word[1:] != word[:-1])
-    starts = edges[0::2]
+    d = sc("edge", n + 1, np.bool_)
+    np.not_equal(word[1:], word[:-1], out=d)
+    edges = np.flatnonzero(d)
+    starts = edges[0::2].copy()
     lens = edges[1::2] - starts
-    win = np.ndarray((n + 1,), dtype="<u8", buffer=buf, strides=(1,))  # 8-byte windows
+    win = np.ndarray((n + 9,), dtype="<u8", buffer=buf, strides=(1,))  # 8-byte windows
     h = win[starts]
+    longer = np.flatnonzero(lens > 8)
+    w0 = h[longer]  # first words of the long tokens, before masking
     h &= _LEN_MASK[np.minimum(lens, 8)]
     h += _K_TOKEN
-    _fmix64(h)
-    longer = np.flatnonzero(lens > 8)
-    if longer.size:
-        # Longer tokens: sum of fmix64(word + index * K) over all their 8-byte words, plus
-        # the length, through fmix64 again. A flat, loop-free computation, so even a
-        # megabyte-long token (base64 blobs) costs one vector pass.
-        nwords = (lens[longer] + 7) // 8
-        first_word = np.zeros(longer.size, dtype=np.int64)
-        np.cumsum(nwords[:-1], out=first_word[1:])
-        owner = np.repeat(np.arange(longer.size), nwords)
-        k = np.arange(owner.size, dtype=np.int64) - first_word[owner]
-        rest = np.minimum(lens[longer][owner] - 8 * k, 8)
-        w = win[starts[longer][owner] + 8 * k] & _LEN_MASK[rest]
-        w += k.astype(np.uint64) * _K_CHUNK
-        _fmix64(w)
-        x = np.add.reduceat(w, first_word)
-        x += lens[longer].astype(np.uint64) * _K_LEN
+    _fmix64(h, sc("tok_tmp", h.size, np.uint64))
+    if w0.size:
+        # Longer tokens: sum of fmix64(word_k + k * K) over all their 8-byte words k
+        # (the last one zero-padded), plus the length, through fmix64 again. Words 0 and 1
+        # are done for all of them at once; the rare tokens over 16 bytes add the rest.
+        ls, ll = starts[longer], lens[longer]
+        x = _fmix64(w0)
+        w1 = win[ls + 8]
+        w1 &= _LEN_MASK[np.minimum(ll - 8, 8)]
+        w1 += _K_CHUNK
+        x += _fmix64(w1)
+        very = np.flatnonzero(ll > 16)
+        if very.size:
+            x[very] += _word_sums(win, ls[very], ll[very], 2)
+        x += ll.astype(np.uint64) * _K_LEN
         h[longer] = _fmix64(x)
     msg_tok0 = np.searchsorted(starts, msg_off)
-    tok_msg = np.repeat(np.arange(m1 - m0, dtype=np.int64), np.diff(msg_tok0))
-    return h, tok_msg, msg_tok0
+    return _Tokens(h, msg_tok0)
+
+
+def _word_sums(win: np.ndarray, s: np.ndarray, lens: np.ndarray, k0: int) -> np.ndarray:
+    """Per token, the sum over its 8-byte words ``k >= k0`` of ``fmix64(word_k + k * K)``
+    (the last word zero-padded): one flat, loop-free pass, even for megabyte-long tokens."""
+    nwords = (lens + 7) // 8 - k0
+    first_word = np.zeros(s.size, dtype=np.int64)
+    np.cumsum(nwords[:-1], out=first_word[1:])
+    owner = np.repeat(np.arange(s.size), nwords)
+    k = np.arange(owner.size, dtype=np.int64) - first_word[owner] + k0
+    rest = np.minimum(lens[owner] - 8 * k, 8)
+    w = win[s[owner] + 8 * k] & _LEN_MASK[rest]
+    w += k.astype(np.uint64) * _K_CHUNK
+    _fmix64(w)
+    return np.add.reduceat(w, first_word)
 
 
 def _key_sums(
-    st: _Stream, d0: int, d1: int, h: np.ndarray, tok_msg: np.ndarray, msg_tok0: np.ndarray
+    st: _Stream, d0: int, d1: int, tok: _Tokens, sc: _Scratch
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-doc (hi, lo) sums of the exact-key terms of docs ``d0:d1``.
 
@@ -407,48 +490,74 @@ def _key_sums(
     """
     m0, m1 = int(st.doc_msg[d0]), int(st.doc_msg[d1])
     idx = st.msg_index[m0:m1]
-    pos = (np.arange(h.size, dtype=np.int64) - msg_tok0[tok_msg]).astype(np.uint64)
-    t = idx[tok_msg] * _K_MSGI
-    t += pos * _K_POS
+    h, msg_tok0 = tok.h, tok.msg_tok0
+    nt = h.size
+    ntok = np.diff(msg_tok0)
+    # idx * K_MSGI + (token - msg_tok0) * K_POS + h, with the per-message part repeated
+    base = idx * _K_MSGI - msg_tok0[:-1].astype(np.uint64) * _K_POS
+    t = sc("key_t", nt, np.uint64)
+    tmp = sc("tok_tmp", nt, np.uint64)
+    t[:] = np.repeat(base, ntok)
+    t += sc.ramp(nt)
     t += h
-    _fmix64(t)
-    ntok = np.diff(msg_tok0).astype(np.uint64)
-    m = st.msg_code[m0:m1].astype(np.uint64) * _K_ROLE + idx * _K_MSGI + ntok * _K_NTOK
+    _fmix64(t, tmp)
+    m = st.msg_code[m0:m1].astype(np.uint64) * _K_ROLE + idx * _K_MSGI
+    m += ntok.astype(np.uint64) * _K_NTOK
     _fmix64(m)
     doc_msg = st.doc_msg[d0 : d1 + 1] - m0
     doc_tok = msg_tok0[doc_msg]
-    hi = _segment_sums(t, doc_tok) + _segment_sums(m, doc_msg)
+    cs = sc("key_cs", nt + 1, np.uint64)
+    hi = _segment_sums(t, doc_tok, cs) + _segment_sums(m, doc_msg)
     t ^= _K_LO
     m ^= _K_LO
-    lo = _segment_sums(_fmix64(t), doc_tok) + _segment_sums(_fmix64(m), doc_msg)
+    lo = _segment_sums(_fmix64(t, tmp), doc_tok, cs) + _segment_sums(_fmix64(m), doc_msg)
     return hi, lo
 
 
-def _shingle_hashes(
-    cfg: DedupConfig, t: np.ndarray, td: np.ndarray, nd: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shingle hashes and their docs from doc-sorted text tokens; also tokens per doc.
+def _minhash(
+    cfg: DedupConfig, t: np.ndarray, n_text: np.ndarray, flat: np.ndarray, row: int, col0: int,
+    sc: _Scratch,
+) -> None:
+    """Undensified MinHash bins of docs ``col0:col0 + n_text.size`` from their doc-sorted text
+    tokens ``t`` (``n_text`` per doc), into ``flat``: the flattened bins x docs signature
+    array (``row`` docs per bin), whose bins of these docs start empty.
 
-    A shingle is ``fmix64`` of the polynomial over ``shingle_words`` consecutive token hashes;
-    a text shorter than that is one shingle (its tokens, zero-padded).
+    A shingle is ``fmix64`` of the polynomial over ``shingle_words`` consecutive token
+    hashes; a text shorter than that is one shingle (its tokens, zero-padded). Shingle
+    hash ``s`` goes to bin ``((s >> 32) * bins) >> 32`` and offers ``s & 0xFFFFFFFF``.
     """
-    sw = cfg.shingle_words
-    n_text = np.bincount(td, minlength=nd)
+    sw, nh = cfg.shingle_words, cfg.num_hashes
+    nd = n_text.size
     first = np.zeros(nd + 1, dtype=np.int64)
     np.cumsum(n_text, out=first[1:])
     nt = t.size
-    parts_s, parts_d = [], []
     if nt >= sw:
         span = nt - sw + 1
-        s = t[:span].copy()
+        s = sc("sh_s", span, np.uint64)
+        key = sc("sh_key", span, np.uint64)
+        s[:] = t[:span]
         for k in range(1, sw):
             s *= _K_SHINGLE
             s += t[k : k + span]
-        valid = td[sw - 1 :] == td[:span]
+        _fmix64(s, key)
+        np.right_shift(s, _U64(32), out=key)
+        key *= _U64(nh)
+        key >>= _U64(32)
+        key *= _U64(row)
+        key += np.repeat(np.arange(col0, col0 + nd, dtype=np.uint64), n_text)[:span]
+        s &= _MASK32
+        val = sc("sh_val", span, np.uint32)
+        np.copyto(val, s, casting="unsafe")
+        # Windows that run past their doc's end (its last sw - 1 positions) offer nothing.
+        # The same for positions past max_shingles_per_doc.
+        for k in range(1, sw):
+            pos = first[1:] - k
+            pos = pos[(pos >= first[:-1]) & (pos < span)]
+            val[pos] = _EMPTY
         if cfg.max_shingles_per_doc is not None:
-            valid &= np.arange(span) - first[td[:span]] < cfg.max_shingles_per_doc
-        parts_s.append(s[valid])
-        parts_d.append(td[:span][valid])
+            rel = np.arange(span) - np.repeat(first[:-1], n_text)[:span]
+            val[rel >= cfg.max_shingles_per_doc] = _EMPTY
+        np.minimum.at(flat, key.view(np.int64), val)
     short = np.flatnonzero((n_text > 0) & (n_text < sw))
     if short.size:
         s = np.zeros(short.size, dtype=np.uint64)
@@ -456,88 +565,124 @@ def _shingle_hashes(
             s *= _K_SHINGLE
             ok = k < n_text[short]
             s[ok] += t[first[short[ok]] + k]
-        parts_s.append(s)
-        parts_d.append(short)
-    if not parts_s:
-        return np.zeros(0, np.uint64), np.zeros(0, np.int64), n_text
-    return _fmix64(np.concatenate(parts_s)), np.concatenate(parts_d), n_text
+        _fmix64(s)
+        key = ((s >> _U64(32)) * _U64(nh)) >> _U64(32)
+        key = key.astype(np.int64) * row + (col0 + short)
+        np.minimum.at(flat, key, (s & _MASK32).astype(np.uint32))
 
 
-def _densify(sig: np.ndarray, has: np.ndarray) -> None:
+def _densify(sig: np.ndarray, has: np.ndarray, sc: _Scratch) -> None:
     """Fill the empty bins of a (bins x docs) signature block in place, for docs with text.
 
     Rotation densification (Shrivastava & Li 2014), borrowing from the left: an empty bin
     takes the nearest non-empty bin to its left (circularly) plus ``distance * C`` (mod
     2**32), so two texts agree on a filled bin only when they agree on the donor at the same
-    distance. Walking the bins as rows keeps every operation a contiguous vector op.
+    distance. Walking the bins as rows keeps every operation a contiguous vector op; the
+    choice "own value or carry" is a mask blend (``carry ^ ((carry ^ own) & full)``), which
+    numpy runs several times faster than a masked copy.
     """
-    full = sig != _EMPTY
-    carry = np.zeros(sig.shape[1], dtype=np.uint32)
-    for j in range(sig.shape[0]):  # docs without text get garbage here; nobody reads it
+    nh, nd = sig.shape
+    full_b = sc("dn_full", nh * nd, np.bool_).reshape(nh, nd)
+    np.not_equal(sig, _EMPTY, out=full_b)
+    full = sc("dn_mask", nh * nd, np.uint32).reshape(nh, nd)
+    np.copyto(full, full_b)
+    np.negative(full, out=full)  # 0xFFFFFFFF where the bin is filled
+    carry = np.zeros(nd, dtype=np.uint32)
+    tmp = np.empty(nd, dtype=np.uint32)
+    for j in range(nh):  # docs without text get garbage here; nobody reads it
         carry += _C_DENSE
-        np.copyto(carry, sig[j], where=full[j])
+        np.bitwise_xor(carry, sig[j], out=tmp)
+        tmp &= full[j]
+        carry ^= tmp
         sig[j] = carry
-    # Leading empty bins take the donor from the end of the row: a second lap, only over
-    # the docs that start with an empty bin.
-    cols = np.flatnonzero(has & ~full[0])
-    if not cols.size:
-        return
-    sub, sub_full, carry = sig[:, cols], full[:, cols], carry[cols]
-    pending = np.ones(cols.size, dtype=bool)
-    for j in range(sig.shape[0]):
-        pending &= ~sub_full[j]
+    # Leading empty bins take the donor from the end of the row: a second lap, with the
+    # same blend, over the docs that start with an empty bin, until none is left.
+    pending = np.negative((has & ~full_b[0]).astype(np.uint32))
+    for j in range(nh):
+        pending &= ~full[j]
         if not pending.any():
             break
         carry += _C_DENSE
-        np.copyto(sub[j], carry, where=pending)
-    sig[:, cols] = sub
+        np.bitwise_xor(carry, sig[j], out=tmp)
+        tmp &= pending
+        sig[j] ^= tmp
 
 
 def _signatures(
-    cfg: DedupConfig, st: _Stream, text_lut: np.ndarray, d0: int, d1: int, out: dict
+    cfg: DedupConfig, st: _Stream, text_lut: np.ndarray, cuts: list[int], out: dict,
+    scratch: dict,
 ) -> None:
-    """Exact-key sums, MinHash signature and band hashes of docs ``d0:d1``, into ``out``.
+    """Hash docs ``cuts[0]:cuts[-1]`` into the arrays of ``out`` that are present:
+    ``hi``/``lo`` (exact-key sums), ``has`` (any MinHash text), ``bands`` (band hashes),
+    ``sig`` (the densified MinHash signature). ``scratch`` maps each thread to its
+    :class:`_Scratch`.
 
-    Signatures and band hashes are stored bins-major (``sig[bin, doc]``) so that per-bin
-    work is contiguous.
+    Text is tokenised and shingled chunk by chunk (``cuts``: about ``chunk_bytes`` of text
+    each, so the per-token arrays stay in cache); densification and band hashing then run
+    once over all these docs, on longer rows. Signatures are bins-major (``sig[bin, doc]``)
+    so that per-bin work is contiguous. They live in scratch space: only the band hashes
+    are kept for every doc, the signatures only where asked for.
     """
-    nd = d1 - d0
+    sc = scratch.setdefault(threading.get_ident(), _Scratch())
     nh = cfg.num_hashes
-    m0, m1 = int(st.doc_msg[d0]), int(st.doc_msg[d1])
-    h, tok_msg, msg_tok0 = _tokenize(st, m0, m1)
-    hi, lo = _key_sums(st, d0, d1, h, tok_msg, msg_tok0)
-    out["hi"][d0:d1] += hi
-    out["lo"][d0:d1] += lo
-
-    msg_doc = np.repeat(np.arange(nd, dtype=np.int64), np.diff(st.doc_msg[d0 : d1 + 1]))
-    sel = text_lut[st.msg_code[m0:m1]][tok_msg]
-    if sel.all():
-        t, td = h, msg_doc[tok_msg]
-    else:
-        t, td = h[sel], msg_doc[tok_msg[sel]]
-    s, sd, n_text = _shingle_hashes(cfg, t, td, nd)
-    bins = ((s >> _U64(32)) * _U64(nh)) >> _U64(32)
-    bins = bins.astype(np.int64)
-    bins *= nd
-    bins += sd
-    sig = np.full(nh * nd, _EMPTY, dtype=np.uint32)
-    np.minimum.at(sig, bins, (s & _MASK32).astype(np.uint32))
-    sig = sig.reshape(nh, nd)
-    has = n_text > 0
-    _densify(sig, has)
-    out["sig"][:, d0:d1] = sig
+    d0, d1 = cuts[0], cuts[-1]
+    nd = d1 - d0
+    flat = sc("sig", nh * nd, np.uint32)
+    flat.fill(_EMPTY)
+    has = np.empty(nd, dtype=bool)
+    for c0, c1 in itertools.pairwise(cuts):
+        m0, m1 = int(st.doc_msg[c0]), int(st.doc_msg[c1])
+        tok = _tokenize(st, m0, m1, sc)
+        if "hi" in out:
+            hi, lo = _key_sums(st, c0, c1, tok, sc)
+            out["hi"][c0:c1] += hi
+            out["lo"][c0:c1] += lo
+        doc_msg = st.doc_msg[c0 : c1 + 1] - m0
+        sel = text_lut[st.msg_code[m0:m1]]
+        if sel.all():
+            t, n_text = tok.h, np.diff(tok.msg_tok0[doc_msg])
+        else:
+            ntok = np.diff(tok.msg_tok0)
+            t = tok.h[np.repeat(sel, ntok)]
+            text_cs = np.zeros(ntok.size + 1, dtype=np.int64)
+            np.cumsum(ntok * sel, out=text_cs[1:])
+            n_text = np.diff(text_cs[doc_msg])
+        _minhash(cfg, t, n_text, flat, nd, c0 - d0, sc)
+        has[c0 - d0 : c1 - d0] = n_text > 0
+    sig = flat.reshape(nh, nd)
+    _densify(sig, has, sc)
     out["has"][d0:d1] = has
+    if "sig" in out:
+        out["sig"][:, d0:d1] = sig
+    if "bands" in out:
+        # Band b holds bins b, b + num_bands, b + 2 * num_bands, ...: strided, not
+        # consecutive, so a run of empty bins densified from one donor never fills a whole
+        # band (which would make tiny texts sharing a single shingle collide).
+        sig3 = sig.reshape(cfg.rows_per_band, cfg.num_bands, nd)
+        bh = np.zeros((cfg.num_bands, nd), dtype=np.uint64)
+        for r in range(cfg.rows_per_band):
+            bh *= _K_SHINGLE
+            bh += sig3[r]
+        bh += (np.arange(1, cfg.num_bands + 1, dtype=np.uint64) * _K_BAND)[:, None]
+        out["bands"][:, d0:d1] = _fmix64(bh, sc("band_tmp", bh.size, np.uint64).reshape(bh.shape))
 
-    # Band b holds bins b, b + num_bands, b + 2 * num_bands, ...: strided, not consecutive,
-    # so a run of empty bins densified from one donor never fills a whole band (which would
-    # make tiny texts sharing a single shingle collide).
-    sig3 = sig.reshape(cfg.rows_per_band, cfg.num_bands, nd)
-    bh = np.zeros((cfg.num_bands, nd), dtype=np.uint64)
-    for r in range(cfg.rows_per_band):
-        bh *= _K_SHINGLE
-        bh += sig3[r]
-    bh += (np.arange(1, cfg.num_bands + 1, dtype=np.uint64) * _K_BAND)[:, None]
-    out["bands"][:, d0:d1] = _fmix64(bh)
+
+def _hash_docs(cfg: DedupConfig, normalized: pl.DataFrame, out: dict) -> None:
+    """Run :func:`_signatures` over all docs of ``normalized`` on ``cfg.workers`` threads,
+    in tasks of ``_CHUNKS_PER_TASK`` chunks of about ``chunk_bytes`` of text.
+
+    Tasks write disjoint slices, and numpy releases the GIL in its loops: threads give the
+    second core work without changing any result.
+    """
+    text_lut = np.zeros(8, dtype=bool)
+    text_lut[[_ROLE_CODES[r] for r in cfg.text_roles]] = True
+    st = _message_stream(normalized)
+    chunks = _doc_chunks(st.offsets[st.doc_msg], cfg.chunk_bytes)
+    cuts = [c[0] for c in chunks] + [c[1] for c in chunks[-1:]]  # chunks are contiguous
+    tasks = [cuts[i : i + _CHUNKS_PER_TASK + 1] for i in range(0, len(chunks), _CHUNKS_PER_TASK)]
+    work = functools.partial(_signatures, cfg, st, text_lut, out=out, scratch={})
+    with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+        list(pool.map(work, tasks))
 
 
 def _doc_chunks(doc_bytes: np.ndarray, chunk_bytes: int, max_docs: int = 1 << 16) -> list:
@@ -562,25 +707,65 @@ def _sorted_unique(x: np.ndarray) -> np.ndarray:
     return x[keep]
 
 
+def _maybe_repeated(keys: np.ndarray, low_bits: bool = False) -> np.ndarray:
+    """Ascending indices of the ``keys`` (well-mixed uint64) that may occur more than once:
+    every repeated key, plus the keys that merely share a slot of a counting table (4x
+    larger than the input) on the top bits (or the low bits). A cheap superset to sort."""
+    bits = int(min(26, max(10, math.ceil(math.log2(max(keys.size, 2))) + 2)))
+    if low_bits:
+        slot = (keys & _U64((1 << bits) - 1)).astype(np.intp)
+    else:
+        slot = (keys >> _U64(64 - bits)).astype(np.intp)
+    return np.flatnonzero(np.bincount(slot, minlength=1 << bits)[slot] > 1)
+
+
+def _first_of_equal(*keys: np.ndarray) -> np.ndarray:
+    """For each row, the smallest row index with the same key tuple (``keys[0]`` is the
+    well-mixed uint64 the prefilter runs on; the others break its ties)."""
+    n = keys[0].size
+    first = np.arange(n, dtype=np.int64)
+    cand = _maybe_repeated(keys[0])
+    if cand.size < 2:
+        return first
+    # A stable sort on the first key (``cand`` ascends, so ties stay in row order); the
+    # other keys only re-sort the rows whose first key repeats.
+    sub = cand[np.argsort(keys[0][cand], kind="stable")]
+    k0 = keys[0][sub]
+    same = k0[1:] == k0[:-1]
+    if len(keys) > 1 and same.any():
+        in_run = np.zeros(sub.size, dtype=bool)
+        in_run[1:] |= same
+        in_run[:-1] |= same
+        at = np.flatnonzero(in_run)
+        part = sub[at]
+        sub[at] = part[np.lexsort(tuple(k[part] for k in reversed(keys)))]
+    new = np.zeros(sub.size, dtype=bool)
+    new[0] = True
+    for k in keys:
+        ks = k[sub]
+        new[1:] |= ks[1:] != ks[:-1]
+    first[sub] = sub[new][np.cumsum(new) - 1]
+    return first
+
+
 def _candidate_pairs(
     bands: np.ndarray, rows: np.ndarray, rank: np.ndarray, window: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unique pairs (u < v) of ``rank`` values whose ``rows`` share a band hash.
+    """Unique pairs (u, v) of ``rows`` (ascending) that share a band hash.
 
-    ``rows`` (ascending, for cache-friendly reads) are the docs to bucket and ``rank`` their
-    content-ordered ids: inside a bucket members are ordered by rank, never by row, and
-    each is paired with the next ``window`` members and with the bucket's first member.
-    Per band, a counting prefilter on the top hash bits drops most unique keys before the
-    remaining ones are sorted.
+    ``rank`` (one distinct uint64 per row of ``rows``) orders the members of a bucket by
+    content, never by row: each is paired with the next ``window`` members and with the
+    bucket's first member, u before v. Per band, two counting prefilters (top bits, then
+    low bits of the survivors) drop nearly all unique keys before the rest are sorted.
     """
-    bits = int(min(26, max(10, math.ceil(math.log2(max(rows.size, 2))) + 2)))
-    shift = _U64(64 - bits)
     us: list[np.ndarray] = []
     vs: list[np.ndarray] = []
     for band in bands:
         keys = band[rows]
-        slot = (keys >> shift).astype(np.intp)
-        cand = np.flatnonzero(np.bincount(slot, minlength=1 << bits)[slot] > 1)
+        cand = _maybe_repeated(keys)
+        if cand.size < 2:
+            continue
+        cand = cand[_maybe_repeated(keys[cand], low_bits=True)]
         if cand.size < 2:
             continue
         ck = keys[cand]
@@ -593,8 +778,8 @@ def _candidate_pairs(
         in_run[1:] |= eq
         in_run[:-1] |= eq
         pos = np.flatnonzero(in_run)
-        kr, members = ks[pos], rank[cand[o[pos]]]
-        by_rank = np.lexsort((members, kr))  # deterministic order inside each bucket
+        kr, members = ks[pos], cand[o[pos]]
+        by_rank = np.lexsort((rank[members], kr))  # deterministic order inside each bucket
         kr, members = kr[by_rank], members[by_rank]
         new_run = np.ones(pos.size, dtype=bool)
         new_run[1:] = kr[1:] != kr[:-1]
@@ -611,41 +796,74 @@ def _candidate_pairs(
         vs.append(members[far])
     if not us:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    u = np.concatenate(us).astype(np.int64)
-    v = np.concatenate(vs).astype(np.int64)
-    g = np.int64(rank.max()) + 1
-    code = _sorted_unique(u * g + v)
-    return code // g, code % g
+    g = np.int64(rows.size)
+    code = _sorted_unique(np.concatenate(us).astype(np.int64) * g + np.concatenate(vs))
+    return rows[code // g], rows[code % g]
 
 
-def _key_order(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Row order sorted by (hi, lo); only rows whose ``hi`` repeats pay for the second key."""
-    order = np.argsort(hi, kind="stable")
-    hs = hi[order]
-    eq = hs[1:] == hs[:-1]
-    if eq.any():
-        in_run = np.zeros(hs.size, dtype=bool)
-        in_run[1:] |= eq
-        in_run[:-1] |= eq
-        sub = np.flatnonzero(in_run)
-        rows = order[sub]
-        order[sub] = rows[np.lexsort((lo[rows], hs[sub]))]
-    return order
+def _hex_word(y: np.ndarray) -> np.ndarray:
+    """Lowercase hex digits of 32-bit values ``y`` (uint64), one per byte, least significant
+    digit in the lowest byte: nibbles spread into bytes by shifts and masks, then mapped to
+    ASCII with arithmetic (digits >= 10 gain 0x27 more), all on whole uint64 lanes."""
+    z = y | (y << _U64(16))
+    z &= _U64(0x0000FFFF0000FFFF)
+    z |= z << _U64(8)
+    z &= _U64(0x00FF00FF00FF00FF)
+    z |= z << _U64(4)
+    z &= _U64(0x0F0F0F0F0F0F0F0F)
+    letter = z + _U64(0x0606060606060606)
+    letter >>= _U64(4)
+    letter &= _U64(0x0101010101010101)
+    letter *= _U64(0x27)
+    z += _U64(0x3030303030303030)
+    z += letter
+    return z
 
 
 def _hex_keys(hi: np.ndarray, lo: np.ndarray) -> pl.Series:
     """32-char lowercase hex of (hi, lo), big-endian, so string order equals numeric order."""
     n = hi.size
-    be = np.empty((n, 2), dtype=">u8")
-    be[:, 0] = hi
-    be[:, 1] = lo
-    b = be.view(np.uint8).reshape(n, 16)
-    txt = np.empty((n, 32), dtype=np.uint8)
-    txt[:, 0::2] = _HEX[b >> 4]
-    txt[:, 1::2] = _HEX[b & 15]
+    txt = np.empty((n, 4), dtype=">u8")  # big-endian words: most significant digit first
+    for col, (x, shift) in enumerate(((hi, 32), (hi, 0), (lo, 32), (lo, 0))):
+        txt[:, col] = _hex_word((x >> _U64(shift)) & _MASK32)
     offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int64)
     arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(txt))
     return pl.Series("exact_key", arr, dtype=pl.String)
+
+
+def _tools_key_sums(normalized: pl.DataFrame, cfg: DedupConfig, hi: np.ndarray,
+                    lo: np.ndarray) -> None:
+    """Add the ``tools`` pseudo-message's exact-key terms to ``hi``/``lo``.
+
+    Null and empty ``tools`` (most rows) add the constant term of a token-less message
+    without being tokenised.
+    """
+    tools = _text(normalized["tools"].cast(pl.String))
+    some = np.flatnonzero(tools.str.len_bytes().fill_null(0).to_numpy() > 0)
+    c = np.array([_TOOLS_CODE], dtype=np.uint64) * _K_ROLE
+    c += np.array([_TOOLS_INDEX], dtype=np.uint64) * _K_MSGI
+    c_hi = _fmix64(c)[0]
+    c_lo = _fmix64(c ^ _K_LO)[0]
+    hi += c_hi
+    lo += c_lo
+    if not some.size:
+        return
+    hi[some] -= c_hi
+    lo[some] -= c_lo
+    content = tools.gather(some)
+    k = some.size
+    st = _Stream(  # one pseudo-message per doc
+        np.arange(k + 1, dtype=np.int64),
+        np.full(k, _TOOLS_CODE, dtype=np.int8),
+        np.full(k, _TOOLS_INDEX, dtype=np.uint64),
+        _byte_offsets(content),
+        content,
+    )
+    sc = _Scratch()
+    for d0, d1 in _doc_chunks(st.offsets, cfg.chunk_bytes):
+        t_hi, t_lo = _key_sums(st, d0, d1, _tokenize(st, d0, d1, sc), sc)
+        hi[some[d0:d1]] += t_hi
+        lo[some[d0:d1]] += t_lo
 
 
 def find_duplicates(normalized: pl.DataFrame, cfg: DedupConfig | None = None) -> pl.DataFrame:
@@ -671,94 +889,86 @@ def find_duplicates(normalized: pl.DataFrame, cfg: DedupConfig | None = None) ->
     if n == 0:
         return pl.DataFrame(schema=DEDUP_SCHEMA)
     nh = cfg.num_hashes
-    text_lut = np.zeros(8, dtype=bool)
-    text_lut[[_ROLE_CODES[r] for r in cfg.text_roles]] = True
     out = {
         "hi": np.zeros(n, dtype=np.uint64),
         "lo": np.zeros(n, dtype=np.uint64),
-        "sig": np.empty((nh, n), dtype=np.uint32),
         "has": np.empty(n, dtype=bool),
         "bands": np.empty((cfg.num_bands, n), dtype=np.uint64),
     }
-    st = _message_stream(normalized)
-    chunks = _doc_chunks(st.offsets[st.doc_msg], cfg.chunk_bytes)
-    # Chunks write disjoint slices, and numpy releases the GIL in its loops: threads give
-    # the second core work without changing any result.
-    work = functools.partial(_signatures, cfg, st, text_lut, out=out)
-    with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-        list(pool.map(work, [c[0] for c in chunks], [c[1] for c in chunks]))
-    del st
-    hi, lo, sig, has, bands = out["hi"], out["lo"], out["sig"], out["has"], out["bands"]
+    _hash_docs(cfg, normalized, out)
+    hi, lo, has, bands = out["hi"], out["lo"], out["has"], out["bands"]
     if cfg.key_includes_tools and "tools" in normalized.columns:
-        tools = _tools_stream(normalized)
-        for d0, d1 in _doc_chunks(tools.offsets, cfg.chunk_bytes):
-            h, tok_msg, msg_tok0 = _tokenize(tools, d0, d1)
-            t_hi, t_lo = _key_sums(tools, d0, d1, h, tok_msg, msg_tok0)
-            hi[d0:d1] += t_hi
-            lo[d0:d1] += t_lo
-        del tools
+        _tools_key_sums(normalized, cfg, hi, lo)
     _fmix64(hi)
     lo ^= _K_LO
     _fmix64(lo)
 
-    # Groups of identical MinHash signatures (rows without text tokens group by exact key).
+    # Groups of identical MinHash signatures (rows without text tokens group by exact key),
+    # each named by its first row. Only rows whose key may repeat are sorted.
     sig_hash = np.zeros(n, dtype=np.uint64)
     for b in range(cfg.num_bands):
         sig_hash *= _K_SHINGLE
         sig_hash += bands[b]
     _fmix64(sig_hash)
     gkey = np.where(has, sig_hash, _fmix64(hi ^ _K_NOSHINGLE))
-    by_key = np.argsort(gkey, kind="stable")
-    new_group = np.ones(n, dtype=bool)
-    new_group[1:] = gkey[by_key[1:]] != gkey[by_key[:-1]]
-    rep = by_key[new_group]  # first row of each group, groups in gkey order
-    inv = np.empty(n, dtype=np.int64)
-    inv[by_key] = np.cumsum(new_group) - 1
-    g = rep.size
+    del sig_hash
+    grp = _first_of_equal(gkey)
+    arange = np.arange(n, dtype=np.int64)
 
-    # LSH candidates among distinct signatures (one row per group with text), verified by
-    # estimated Jaccard. Pairs are group ids.
-    is_rep = np.zeros(n, dtype=bool)
-    is_rep[rep] = True
-    rows = np.flatnonzero(is_rep & has)
-    gu, gv = _candidate_pairs(bands, rows, inv[rows], cfg.bucket_window)
+    # LSH candidates among distinct signatures (one row per group with text), ordered in
+    # their buckets by signature hash, verified by estimated Jaccard.
+    rows = np.flatnonzero((grp == arange) & has)
+    cu, cv = _candidate_pairs(bands, rows, gkey[rows], cfg.bucket_window)
     del bands
+    # Signatures only of the rows in candidate pairs (a few percent): hashed again rather
+    # than kept for every row (112 x 4 bytes per row).
+    need = _sorted_unique(np.concatenate([cu, cv]))
+    sig_out = {"sig": np.empty((nh, need.size), dtype=np.uint32),
+               "has": np.empty(need.size, dtype=bool)}
+    _hash_docs(cfg, normalized.select("messages")[need], sig_out)
+    sig = sig_out["sig"]
+    cu, cv = np.searchsorted(need, cu), np.searchsorted(need, cv)
     eu, ev, ej = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
     step = max(1, (1 << 22) // nh)
-    for i in range(0, gu.size, step):
-        u, v = gu[i : i + step], gv[i : i + step]
-        est = (sig[:, rep[u]] == sig[:, rep[v]]).sum(axis=0) / nh
+    for i in range(0, cu.size, step):
+        u, v = cu[i : i + step], cv[i : i + step]
+        est = (sig[:, u] == sig[:, v]).sum(axis=0) / nh
         keep = est >= cfg.jaccard_threshold - 1e-12
-        eu.append(u[keep])
-        ev.append(v[keep])
+        eu.append(need[u[keep]])
+        ev.append(need[v[keep]])
         ej.append(est[keep])
-    del sig
+    del sig, sig_out
     eu_a, ev_a, ej_a = np.concatenate(eu), np.concatenate(ev), np.concatenate(ej)
 
-    lab = connected_components(g, eu_a, ev_a)
-    best = np.full(g, np.nan)
+    lab = connected_components(n, eu_a, ev_a)
+    best = np.full(n, np.nan)
     np.fmax.at(best, eu_a, ej_a)
     np.fmax.at(best, ev_a, ej_a)
 
     # Exact groups (nested inside signature groups: same key -> same text -> same signature).
-    order = _key_order(hi, lo)
-    new_key = np.ones(n, dtype=bool)
-    new_key[1:] = (hi[order[1:]] != hi[order[:-1]]) | (lo[order[1:]] != lo[order[:-1]])
-    key_id = np.cumsum(new_key) - 1
-    exact_size = np.empty(n, dtype=np.int64)
-    exact_size[order] = np.bincount(key_id)[key_id]
-    keys_per_group = np.bincount(inv[order[new_key]], minlength=g)
-    group_size = np.bincount(inv, minlength=g)
+    ex = _first_of_equal(hi, lo)
+    exact_size = np.bincount(ex, minlength=n)[ex]
+    group_size = np.bincount(grp, minlength=n)[grp]
+    # distinct exact keys per signature group, counted only where a group has > 1 row
+    keys_per_group = np.ones(n, dtype=np.int64)
+    multi = np.flatnonzero(group_size > 1)
+    if multi.size:
+        pairs = _sorted_unique(grp[multi] * np.int64(n) + ex[multi])  # (group, key) pairs
+        keys_per_group[multi] = np.bincount(pairs // n, minlength=n)[grp[multi]]
 
-    comp = lab[inv]
-    cluster_size = np.bincount(comp, minlength=g)[comp]
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    min_rank = np.full(g, n, dtype=np.int64)
-    np.minimum.at(min_rank, comp, rank)
-    jaccard = np.where(group_size[inv] > 1, 1.0, best[inv])
+    comp = lab[grp]
+    cluster_size = np.bincount(comp, minlength=n)[comp]
+    # cluster id: the smallest exact key among the members (a singleton's own key)
+    smallest = arange.copy()
+    shared = np.flatnonzero(cluster_size > 1)
+    if shared.size:
+        by = shared[np.lexsort((lo[shared], hi[shared], comp[shared]))]
+        head = np.ones(by.size, dtype=bool)
+        head[1:] = comp[by[1:]] != comp[by[:-1]]
+        smallest[by] = by[head][np.cumsum(head) - 1]
+    jaccard = np.where(group_size > 1, 1.0, best[grp])
     jaccard[cluster_size == 1] = np.nan
-    is_near = (keys_per_group[inv] > 1) | ~np.isnan(best[inv])
+    is_near = (keys_per_group > 1) | ~np.isnan(best[grp])
 
     keys = _hex_keys(hi, lo)
     return pl.DataFrame(
@@ -769,7 +979,7 @@ def find_duplicates(normalized: pl.DataFrame, cfg: DedupConfig | None = None) ->
             "is_exact_duplicate": exact_size > 1,
             "near_dup_jaccard": pl.Series(jaccard).fill_nan(None),
             "is_near_duplicate": is_near,
-            "dup_cluster_id": keys.gather(order[min_rank[comp]]),
+            "dup_cluster_id": keys.gather(smallest),
             "dup_cluster_size": cluster_size.astype(np.int64),
         },
         schema=DEDUP_SCHEMA,
@@ -783,20 +993,28 @@ def pick_representatives(dups: pl.DataFrame, scores: pl.DataFrame | None = None)
     joined on ``(source, example_id)``; null/NaN/missing scores rank last), then the smallest
     ``(source, example_id)``: a total order on content keys, so the choice never depends on
     row order. Rows keep their order; ``scores`` must have one row per key.
+
+    Only rows whose cluster id (by 64-bit hash: a collision only adds rows) occurs more than
+    once are joined and ranked; every other row is its cluster's representative.
     """
-    frame = dups.with_row_index("__row")
+    shared = dups.select(pl.col("dup_cluster_id").hash(seed=0).is_duplicated()).to_series()
+    rows = np.flatnonzero(shared.to_numpy())
+    frame = dups[rows].select("dup_cluster_id", "source", "example_id").with_columns(
+        __row=pl.Series(rows, dtype=pl.Int64))
     by = ["dup_cluster_id"]
     descending = [False]
     if scores is not None:
         sc = scores.select(
             "source", "example_id", pl.col("quality_score").cast(pl.Float64).fill_nan(None)
         )
+        # validates that ``scores`` has one row per key, over all of ``scores``
         frame = frame.join(sc, on=["source", "example_id"], how="left", validate="m:1")
         by.append("quality_score")
         descending.append(True)
     by += ["source", "example_id"]
     descending += [False, False]
-    ranked = frame.sort(by, descending=descending, nulls_last=True).with_columns(
-        pl.col("dup_cluster_id").is_first_distinct().alias("is_dup_representative")
-    )
-    return ranked.sort("__row").select(*dups.columns, "is_dup_representative")
+    ranked = frame.sort(by, descending=descending, nulls_last=True).select(
+        "__row", pl.col("dup_cluster_id").is_first_distinct().alias("rep"))
+    flag = np.ones(dups.height, dtype=bool)
+    flag[ranked["__row"].to_numpy()] = ranked["rep"].to_numpy()
+    return dups.with_columns(is_dup_representative=pl.Series(flag))

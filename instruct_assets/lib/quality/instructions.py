@@ -118,7 +118,11 @@ _REFERENCE_SCREEN = (
 #: with inline content never ends up in it, so the reference patterns only read this short
 #: tail. Reversing makes the pattern start-anchored, which the engine runs in one short
 #: forward pass (an end-anchored capture scans from every start position).
-REVERSED_LAST_CLAUSE_RE = r"^\s*[.!?:]*((?:[A-Za-z]['’][A-Za-z]|[^:\n\"“”'‘’`\[\]{}<>|0-9.!?])*)"
+_CLAUSE_UNIT = r"(?:[A-Za-z]['’][A-Za-z]|[^:\n\"“”'‘’`\[\]{}<>|0-9.!?])"
+REVERSED_LAST_CLAUSE_RE = rf"^\s*[.!?:]*({_CLAUSE_UNIT}*)"
+#: The same clause read forwards, on a text stripped of trailing whitespace and .!?:
+#: (the start of the longest suffix made of clause units).
+LAST_CLAUSE_RE = rf"{_CLAUSE_UNIT}*$"
 
 
 def context_reference_stages(cfg: QualityThresholds, col: str = FIRST_USER) -> list[list[pl.Expr]]:
@@ -134,9 +138,9 @@ def context_reference_stages(cfg: QualityThresholds, col: str = FIRST_USER) -> l
     """
     raw = pl.col(col)
     short = pl.when(raw.str.len_chars() <= cfg.missing_context_max_prompt_chars + 40).then(raw)
-    # Only multi-line prompts can hide a "no input" marker; strip it there alone.
-    multi = short.str.contains("\n", literal=True)
-    text = pl.coalesce(pl.when(multi).then(short).str.replace(_NO_INPUT_RE, ""), short)
+    # Only multi-line prompts can hide a "no input" marker (the pattern starts with a
+    # newline): on one-line prompts the replace finds nothing, cheaply (literal prefix).
+    text = short.str.replace(_NO_INPUT_RE, "")
     t = pl.col("_ctx_text")
     one_line = (~t.str.contains("\n", literal=True)) & (
         t.str.len_chars() <= cfg.missing_context_max_prompt_chars
@@ -147,14 +151,25 @@ def context_reference_stages(cfg: QualityThresholds, col: str = FIRST_USER) -> l
         .str.to_lowercase()
         .str.contains(rf"(?:{_WEAK_REF_NOUNS}|following)[^a-z0-9]*$")
     )
-    clause = (
-        pl.when(screened)
+    # ASCII prompts (nearly all) take a forward route with the same result: strip what the
+    # reversed pattern skips (trailing whitespace, then trailing .!?:), then keep the
+    # longest suffix the clause pattern accepts (``LAST_CLAUSE_RE``; its units read the
+    # same both ways, so the longest suffix is the reversed pattern's greedy prefix). On
+    # ASCII, one character is one byte (``find`` returns bytes, ``slice`` counts
+    # characters) and one grapheme (``str.reverse`` reverses graphemes). Reversing costs
+    # more than the patterns themselves.
+    ascii_ = t.str.len_bytes() == t.str.len_chars()
+    tail = pl.when(screened & ascii_).then(t).str.strip_chars_end().str.strip_chars_end(".!?:")
+    reversed_ = (
+        pl.when(screened & ~ascii_)
         .then(t)
         .str.reverse()
         .str.extract(REVERSED_LAST_CLAUSE_RE, 1)
         .str.reverse()
-        .str.to_lowercase()
     )
+    k = pl.col("_ctx_tail")
+    forward = k.str.slice(k.str.find(LAST_CLAUSE_RE))
+    clause = pl.coalesce(forward, pl.col("_ctx_rev")).str.to_lowercase()
     c = pl.col("_ctx_clause")
     ref = pl.coalesce(
         c.str.extract(STRONG_REF_RE, 1),
@@ -163,6 +178,7 @@ def context_reference_stages(cfg: QualityThresholds, col: str = FIRST_USER) -> l
     )
     return [
         [text.str.strip_chars().alias("_ctx_text")],
+        [tail.alias("_ctx_tail"), reversed_.alias("_ctx_rev")],
         [clause.alias("_ctx_clause")],
         [ref.alias("context_reference")],
     ]

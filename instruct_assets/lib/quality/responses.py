@@ -18,6 +18,7 @@ from instruct_assets.lib.quality.text import (
     RESPONSE,
     SYSTEM,
     USER_TEXT,
+    code_line_count,
     collect,
     has_code,
     without_fenced_code,
@@ -148,7 +149,23 @@ _NOT_PROSE_LINE_RE = (
 )
 
 
-def trivial_response(cfg: QualityThresholds) -> pl.Expr:
+def nonblank_response(last: pl.Expr | None = None) -> pl.Expr:
+    """True when the response holds a visible (non-whitespace) character; False when null.
+
+    Same as ``contains(r"\\S")``, cheaper: a visible last character (``last``, see
+    ``last_char``) proves it, and the regex runs only on rows whose last 8 characters
+    are all whitespace.
+    """
+    raw = pl.col(RESPONSE).fill_null("")
+    last = last_char() if last is None else last
+    return (raw.str.len_bytes() > 0) & ~(
+        (last == "") & pl.when(last == "").then(raw).str.find(r"\S").is_null()
+    )
+
+
+def trivial_response(
+    cfg: QualityThresholds, last_col: bool = False, nonblank_col: bool = False
+) -> pl.Expr:
     """True for an empty, filler ("N/A", "...") or bare yes/ok response to a non-yes/no prompt.
 
     Only responses of at most 24 bytes can be filler, so the string work runs on those alone
@@ -158,23 +175,23 @@ def trivial_response(cfg: QualityThresholds) -> pl.Expr:
     short_raw = pl.when(raw.str.len_bytes() <= 24).then(raw)
     resp = short_raw.str.strip_chars()
     low = resp.str.to_lowercase().str.strip_chars_end(" .!")
-    symbol_only = (resp.str.len_chars() < cfg.trivial_min_chars) & ~resp.str.contains(
+    # ``find(...).is_null()``/``is_not_null()`` instead of ``contains``: ``find`` skips the
+    # masked rows (``contains`` reads them all). A null turned False inside the final
+    # fill_null(False) changes nothing.
+    symbol_only = (resp.str.len_chars() < cfg.trivial_min_chars) & resp.str.find(
         r"^[\p{L}\p{N}]"
-    )
-    bare = low.str.contains(YES_NO_RE)
-    yes_no_prompt = pl.when(bare).then(pl.col(LAST_USER)).str.contains(YES_NO_PROMPT_RE)
-    # Blank: empty, or no visible last character and nothing visible anywhere (the regex
-    # runs only on rows whose last 8 characters are all whitespace).
-    last = _last_char()
-    blank = (raw.str.len_bytes() == 0) | (
-        (last == "") & ~pl.when(last == "").then(raw).str.contains(r"\S").fill_null(False)
-    )
+    ).is_null()
+    bare = low.str.find(YES_NO_RE).is_not_null()
+    yes_no_prompt = pl.when(bare).then(pl.col(LAST_USER)).str.find(YES_NO_PROMPT_RE).is_not_null()
+    # Blank: no visible character (see ``nonblank_response``).
+    last = pl.col("_last") if last_col else last_char()
+    blank = ~(pl.col("_nonblank") if nonblank_col else nonblank_response(last))
     return (
         blank
         | (
             symbol_only
             | ((low.str.len_chars() == 0) & (resp.str.len_chars() > 0))  # "...", "!!"
-            | low.str.contains(FILLER_RE)
+            | low.str.find(FILLER_RE).is_not_null()
             | (bare & ~yes_no_prompt.fill_null(False))
         ).fill_null(False)
     ).alias("empty_or_trivial_response")
@@ -205,76 +222,158 @@ def _placeholder_measures(sub: pl.DataFrame) -> pl.DataFrame:
     is skipped, since ``{{ x }}`` is Angular/Jinja/Handlebars syntax and ``[x]``/``{x}`` are
     indexing and blocks there. Prompts are checked for ``{{x}}`` only (users legitimately
     write "[Your Name]" when asking for a template).
+
+    ``sub`` needs ``_has_fence``/``_code_lines`` (of the response) and ``_prompt_jinja``
+    (the prompt holds ``{{`` or ``{%``). Each part runs on the rows it can change: the
+    response part on prose answers (no code), the template-request check on rows with a
+    placeholder, the prompt part on prompts holding ``{{``/``{%`` (``JINJA_RE`` needs one).
     """
-    sub = sub.with_columns(
-        without_fenced_code(ASSISTANT_TEXT).alias("_prose"),
-        has_code(ASSISTANT_TEXT).alias("_codeish"),
-        pl.concat_str(pl.col(SYSTEM).fill_null(""), pl.col(USER_TEXT), separator="\n").alias(
-            "_prompt"
-        ),
-    ).with_columns(has_code("_prompt").alias("_prompt_codeish"))
-    p, prompt = pl.col("_prose"), pl.col("_prompt")
+    a = pl.col(ASSISTANT_TEXT)
+    # A single-turn assistant text is the response: reuse its code facts.
+    same = (a == pl.col(RESPONSE)).fill_null(False)
+    codeish = (
+        pl.when(same)
+        .then(pl.col("_has_fence") | (pl.col("_code_lines") > 0))
+        .otherwise(has_code(pl.when(~same).then(a)))
+    )
+    sub = sub.with_columns(codeish.alias("_codeish"))
+    # Response part. Non-code text holds no fence, so removing fenced code only removes the
+    # inline `code` spans (``without_fenced_code`` minus its no-op first step).
+    p = pl.col("_prose")
     in_response = (
         p.str.count_matches(JINJA_RE)
         + p.str.count_matches(BRACKET_RE)
         + p.str.count_matches(ANGLE_RE)
         + p.str.count_matches(BRACE_RE)
     )
+    resp = (
+        sub.filter(~pl.col("_codeish"))
+        .select(ROW, LAST_USER, a.str.replace_all(r"`[^`\n]+`", " ").alias("_prose"))
+        .with_columns(in_response.alias("_n"))
+        .filter(pl.col("_n") > 0)
+    )
     # A prompt that asks for a template or form wants placeholders in the answer.
     asked = pl.col(LAST_USER).str.contains(TEMPLATE_REQUEST_RE).fill_null(False)
-    count = pl.when(pl.col("_codeish") | asked).then(0).otherwise(in_response) + pl.when(
-        pl.col("_prompt_codeish")
-    ).then(0).otherwise(prompt.str.count_matches(JINJA_RE))
     first = pl.coalesce(
-        pl.when(~pl.col("_codeish") & ~asked).then(
-            pl.coalesce(
-                p.str.extract(f"({JINJA_RE})", 1),
-                p.str.extract(f"({BRACKET_RE})", 1),
-                p.str.extract(f"({ANGLE_RE})", 1),
-                p.str.extract(BRACE_RE, 1),
-            )
-        ),
-        pl.when(~pl.col("_prompt_codeish")).then(prompt.str.extract(f"({JINJA_RE})", 1)),
+        p.str.extract(f"({JINJA_RE})", 1),
+        p.str.extract(f"({BRACKET_RE})", 1),
+        p.str.extract(f"({ANGLE_RE})", 1),
+        p.str.extract(BRACE_RE, 1),
     )
-    return sub.select(
+    resp = collect(
+        resp.lazy().select(
+            ROW,
+            pl.when(asked).then(0).otherwise(pl.col("_n")).alias("_n_resp"),
+            pl.when(~asked).then(first).alias("_first_resp"),
+        )
+    )
+    # Prompt part.
+    prompt = pl.col("_prompt")
+    prompt_codeish = pl.col("_prompt_codeish")
+    pr = (
+        sub.filter(pl.col("_prompt_jinja"))
+        .select(
+            ROW,
+            pl.concat_str(pl.col(SYSTEM).fill_null(""), pl.col(USER_TEXT), separator="\n").alias(
+                "_prompt"
+            ),
+        )
+        .with_columns(has_code("_prompt").alias("_prompt_codeish"))
+        .select(
+            ROW,
+            pl.when(prompt_codeish)
+            .then(0)
+            .otherwise(prompt.str.count_matches(JINJA_RE))
+            .alias("_n_prompt"),
+            pl.when(~prompt_codeish)
+            .then(prompt.str.extract(f"({JINJA_RE})", 1))
+            .alias("_first_prompt"),
+        )
+    )
+    out = _attach(_attach(sub.select(ROW), resp), pr)
+    count = pl.col("_n_resp").fill_null(0) + pl.col("_n_prompt").fill_null(0)
+    return out.select(
         ROW,
         count.cast(pl.Int32).alias("placeholder_count"),
-        first.alias("placeholder"),
+        pl.coalesce("_first_resp", "_first_prompt").alias("placeholder"),
     )
 
 
-def _noise_measures(sub: pl.DataFrame) -> pl.DataFrame:
-    """``noise_ratio``: characters in noise matches / characters, fenced code excluded."""
+def _noise_measures(sub: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
+    """``noise_ratio``: characters in noise matches / characters, fenced code excluded.
+
+    ``_markup_asked`` (the prompt asks for markup) is only read where the ratio could flag.
+    """
     prose = without_fenced_code(RESPONSE)
-    total = pl.col(RESPONSE).str.len_chars()
     noise = prose.str.extract_all(NOISE_RE).list.eval(pl.element().str.len_chars()).list.sum()
+    # NaN (an empty response) -> 0 in a second step: ``fill_nan`` on the expression itself
+    # evaluates it twice (a when/then over its input), i.e. a second extract_all.
+    ratio = pl.col("_ratio").fill_nan(0.0)
+    could_flag = (ratio >= cfg.max_noise_ratio) & (pl.col("_chars") >= cfg.noise_min_chars)
     return sub.select(
         ROW,
-        (noise.cast(pl.Float64) / total.cast(pl.Float64)).fill_nan(0.0).alias("noise_ratio"),
-        pl.col(LAST_USER).str.contains(MARKUP_REQUEST_RE).fill_null(False).alias("_markup_asked"),
+        "_chars",
+        LAST_USER,
+        (noise.cast(pl.Float64) / pl.col("_chars").cast(pl.Float64)).alias("_ratio"),
+    ).select(
+        ROW,
+        ratio.alias("noise_ratio"),
+        pl.when(could_flag)
+        .then(pl.col(LAST_USER))
+        .str.find(MARKUP_REQUEST_RE)
+        .is_not_null()
+        .alias("_markup_asked"),
     )
 
 
 def _truncation_measures(sub: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
-    """On responses that do not end cleanly: bracket imbalance and the prose cut-off rule."""
+    """On responses that do not end cleanly: bracket imbalance and the prose cut-off rule.
+
+    ``sub`` holds rows whose last visible character (``_last``, never "" here) is open or a
+    quote, with ``_chars``, ``_has_fence`` and ``_code_lines``. The last line ends with that
+    character, so the prose rule's "ends on a letter, ',' or ';'" and "no code" parts are
+    checked first and the last line is split out on the rows that pass them alone.
+    """
     resp = pl.col(RESPONSE)
+    # Brackets are counted where there is one (most prose has none: imbalance 0).
+    bracketed = pl.when(resp.str.contains(r"[\[\]{}]")).then(resp)
+    opens = bracketed.str.count_matches(r"[\[{]").fill_null(0)
+    closes = bracketed.str.count_matches(r"[\]}]").fill_null(0)
+    imbalance = opens.cast(pl.Int32) - closes.cast(pl.Int32)
+    chars = pl.col("_chars")
+    last = pl.col("_last")
+    prose_end = (
+        (chars >= cfg.truncation_min_chars)
+        & last.str.contains(r"^[\p{L},;]$")
+        # has_code(RESPONSE), from the fence and code-line facts computed once
+        & ~(pl.col("_has_fence") | (pl.col("_code_lines") > 0))
+    )
+    ends_colon = (last == ":") & (chars >= 20)
+    sub = collect(
+        sub.lazy().select(
+            ROW,
+            RESPONSE,
+            imbalance.alias("bracket_imbalance"),
+            prose_end.alias("_prose_end"),
+            ends_colon.alias("_ends_colon"),
+        )
+    )
     last_line = resp.str.tail(400).str.strip_chars_end().str.split("\n").list.last()
     last_line = last_line.str.strip_chars()
-    opens = resp.str.count_matches(r"[\[{]")
-    closes = resp.str.count_matches(r"[\]}]")
-    imbalance = opens.cast(pl.Int32) - closes.cast(pl.Int32)
-    prose_cut = (
-        (resp.str.len_chars() >= cfg.truncation_min_chars)
-        & (last_line.str.len_chars() >= cfg.truncation_min_last_line_chars)
-        & ~last_line.str.contains(_NOT_PROSE_LINE_RE)
-        & last_line.str.contains(r"[\p{L},;]$")
-        & ~has_code(RESPONSE)
+    prose_cut = (last_line.str.len_chars() >= cfg.truncation_min_last_line_chars) & ~(
+        last_line.str.contains(_NOT_PROSE_LINE_RE)
     )
-    ends_colon = resp.str.strip_chars_end().str.ends_with(":") & (resp.str.len_chars() >= 20)
-    return sub.select(
+    cut = collect(
+        sub.lazy().filter(pl.col("_prose_end")).select(ROW, prose_cut.alias("_prose_cut"))
+    )
+    return _attach(sub.select(ROW, "bracket_imbalance", "_ends_colon"), cut).select(
         ROW,
-        imbalance.alias("bracket_imbalance"),
-        (prose_cut | ends_colon | (imbalance >= cfg.bracket_imbalance_min)).alias("_cut"),
+        "bracket_imbalance",
+        (
+            pl.col("_prose_cut").fill_null(False)
+            | pl.col("_ends_colon")
+            | (pl.col("bracket_imbalance") >= cfg.bracket_imbalance_min)
+        ).alias("_cut"),
     )
 
 
@@ -376,42 +475,49 @@ def _line_measures(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
         ROW,
         PROSE,
         text.str.len_bytes().alias("_len"),
-        text.str.contains("\n", literal=True).alias("_multi"),
+        (
+            pl.col("_multi")
+            if "_multi" in frame.columns
+            else text.str.contains("\n", literal=True)
+        ).alias("_multi"),
     )
     multi = base.filter(pl.col("_multi")).select(ROW, pl.col(PROSE).str.split("\n").alias("_all"))
-    multi = multi.select(
-        ROW,
-        pl.col("_all")
-        .list.eval(e.filter(e.str.len_bytes() >= cfg.repetition_min_line_chars))
-        .alias("_lines"),
-        pl.col("_all").list.eval(e.str.len_bytes()).alias("_lens"),
-    ).with_columns(
-        pl.col("_lines").list.len().cast(pl.Int32).alias("_n"),
-        pl.col("_lines").list.n_unique().cast(pl.Int32).alias("_u"),
+    lines, lens = pl.col("_lines"), pl.col("_lens")
+    multi = collect(
+        multi.lazy()
+        .select(
+            ROW,
+            pl.col("_all")
+            .list.eval(e.filter(e.str.len_bytes() >= cfg.repetition_min_line_chars))
+            .alias("_lines"),
+            pl.col("_all").list.eval(e.str.len_bytes()).alias("_lens"),
+        )
+        .with_columns(
+            lines.list.len().cast(pl.Int32).alias("_n"),
+            lines.list.n_unique().cast(pl.Int32).alias("_u"),
+            lens.list.max().cast(pl.Int64).alias("_max_line_m"),
+            lens.list.eval((e > 0).cast(pl.Int32)).list.sum().cast(pl.Int32).alias("_rl"),
+        )
     )
     n, u = pl.col("_n"), pl.col("_u")
     # Character share of repeated lines: only rows with a repeated line can be non-zero, so
-    # the per-list work runs on those alone (the other lists are masked to null).
-    dup_lines = pl.when(u < n).then(pl.col("_lines"))
-    dup_chars = dup_lines.list.eval(
+    # the per-list work runs on those alone (filtered: list.eval also reads masked lists).
+    dup_chars = lines.list.eval(
         pl.when(e.is_first_distinct()).then(0).otherwise(e.str.len_chars())
     ).list.sum()
-    all_chars = dup_lines.list.eval(e.str.len_chars()).list.sum()
-    multi = collect(
-        multi.lazy().select(
+    all_chars = lines.list.eval(e.str.len_chars()).list.sum()
+    dups = collect(multi.lazy().filter(u < n).select(ROW, (dup_chars / all_chars).alias("_dlcf")))
+    multi = _attach(
+        multi.select(
             ROW,
-            pl.col("_lens").list.max().cast(pl.Int64).alias("_max_line_m"),
-            pl.col("_lens")
-            .list.eval((e > 0).cast(pl.Int32))
-            .list.sum()
-            .cast(pl.Int32)
-            .alias("_rl"),
+            "_max_line_m",
+            "_rl",
             pl.when(n > 0).then((n - u).cast(pl.Float64) / n).otherwise(0.0).alias("_dlf"),
-            (dup_chars / all_chars).fill_null(0.0).alias("_dlcf"),
-        )
+        ),
+        dups,
     )
     one = pl.col("_len")
-    base = _attach(base, multi).with_columns(
+    base = base.hstack(_expand(multi.drop(ROW), base.get_column("_multi"))).with_columns(
         pl.coalesce("_max_line_m", one.cast(pl.Int64)).alias("_max_line"),
         pl.coalesce("_rl", (one > 0).cast(pl.Int32)).alias("response_lines"),
         pl.col("_dlf").fill_null(0.0).alias("dup_line_frac"),
@@ -434,6 +540,13 @@ def _line_measures(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
     )
 
 
+def _expand(part: pl.DataFrame, mask: pl.Series) -> pl.DataFrame:
+    """``part`` (the rows where ``mask`` is true, in order) spread over ``mask``'s rows, null
+    elsewhere: a positional gather, cheaper than joining on ``_row``."""
+    at = pl.select(pl.when(mask).then(mask.cast(pl.UInt32).cum_sum() - 1)).to_series()
+    return part.select(pl.all().gather(at))
+
+
 def _attach(out: pl.DataFrame, part: pl.DataFrame) -> pl.DataFrame:
     """``out`` plus the columns of ``part`` (rows keyed by ``_row``, a subset), null elsewhere.
 
@@ -448,35 +561,52 @@ def response_frame(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
     """Every response measure and flag, one row per input row (in input order), keyed by
     ``_row``.
 
-    ``frame`` needs ``_row`` and the text columns of ``text.with_text_columns``; a
-    ``_has_fence`` column is reused when present.
+    ``frame`` needs ``_row`` and the text columns of ``text.with_text_columns``; the
+    response facts ``_has_fence``, ``_code_lines``, ``_last`` (``last_char``), ``_chars``,
+    ``_nonblank`` (``nonblank_response``) and ``_multi`` (holds a newline) are reused when
+    present.
     """
     base = frame.select(ROW, RESPONSE, ASSISTANT_TEXT, USER_TEXT, SYSTEM, LAST_USER)
+    has = set(frame.columns)
     fence = (
         pl.col("_has_fence")
-        if "_has_fence" in frame.columns
+        if "_has_fence" in has
         else pl.col(RESPONSE).str.contains(FENCE, literal=True).fill_null(False)
     )
+    code_lines = pl.col("_code_lines") if "_code_lines" in has else code_line_count(RESPONSE)
     work = base.hstack(
-        frame.lazy()
-        .select(
-            trivial_response(cfg),
-            special_token(),
-            refusal_phrase(),
-            fence.alias("_has_fence"),
-            (
-                pl.col(ASSISTANT_TEXT).str.contains(_PLACEHOLDER_SCREEN_RE)
-                | pl.col(USER_TEXT).str.contains(r"\{\{|\{%")
-                | pl.col(SYSTEM).fill_null("").str.contains(r"\{\{|\{%")
-            ).alias("_ph_screen"),
-            pl.any_horizontal([pl.col(RESPONSE).str.contains(p) for p in _NOISE_SCREENS])
-            .fill_null(False)
-            .alias("_noise_screen"),
-            _open_end().alias("_open_end"),
-            _ends_in_quote().alias("_quote_end"),
-            pl.col(RESPONSE).fill_null("").str.len_chars().alias("_chars"),
+        collect(
+            frame.lazy().select(
+                special_token(),
+                refusal_phrase(),
+                fence.alias("_has_fence"),
+                code_lines.alias("_code_lines"),
+                pl.col(ASSISTANT_TEXT).str.contains(_PLACEHOLDER_SCREEN_RE).alias("_ph_asst"),
+                (
+                    pl.col(USER_TEXT).str.contains(r"\{\{|\{%")
+                    | pl.col(SYSTEM).fill_null("").str.contains(r"\{\{|\{%")
+                ).alias("_prompt_jinja"),
+                pl.any_horizontal([pl.col(RESPONSE).str.contains(p) for p in _NOISE_SCREENS])
+                .fill_null(False)
+                .alias("_noise_screen"),
+                (pl.col("_last") if "_last" in has else last_char()).alias("_last"),
+                (
+                    pl.col("_chars")
+                    if "_chars" in has
+                    else pl.col(RESPONSE).fill_null("").str.len_chars()
+                ).alias("_chars"),
+                *([pl.col("_nonblank")] if "_nonblank" in has else []),
+            )
         )
-        .collect(engine="in-memory")
+    )
+    # Lazy, so the subexpressions shared inside trivial_response are computed once.
+    work = collect(
+        work.lazy().with_columns(
+            (pl.col("_ph_asst") | pl.col("_prompt_jinja")).alias("_ph_screen"),
+            trivial_response(cfg, last_col=True, nonblank_col="_nonblank" in has),
+            _open_end(pl.col("_last")).alias("_open_end"),
+            _ends_in_quote(pl.col("_last")).alias("_quote_end"),
+        )
     )
     # Subset measures: each reads only the rows its screen selected.
     fenced = work.filter(pl.col("_has_fence")).with_columns(
@@ -499,12 +629,46 @@ def response_frame(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
     )
     # Cut-off checks read responses that end on an open character, or on a quote (a JSON
     # string cut mid-value ends with '"').
-    cut_rows = work.filter(pl.col("_open_end") | pl.col("_quote_end"))
+    cut_rows = work.select(
+        ROW, RESPONSE, "_last", "_chars", "_has_fence", "_code_lines", "_open_end", "_quote_end"
+    ).filter(pl.col("_open_end") | pl.col("_quote_end"))
     out = _attach(out, _truncation_measures(cut_rows, cfg))
-    out = _attach(out, _placeholder_measures(work.filter(pl.col("_ph_screen"))))
-    out = _attach(out, _noise_measures(work.filter(pl.col("_noise_screen"))))
-    # Line ratios on the response; fenced rows are redone on their prose (code removed).
-    lines = _line_measures(work.select(ROW, pl.col(RESPONSE).fill_null("").alias(PROSE)), cfg)
+    ph_rows = work.select(
+        ROW,
+        RESPONSE,
+        ASSISTANT_TEXT,
+        USER_TEXT,
+        SYSTEM,
+        LAST_USER,
+        "_has_fence",
+        "_code_lines",
+        "_prompt_jinja",
+        "_ph_screen",
+    ).filter(pl.col("_ph_screen"))
+    out = _attach(out, _placeholder_measures(ph_rows))
+    noise_rows = work.select(ROW, RESPONSE, LAST_USER, "_chars", "_noise_screen").filter(
+        pl.col("_noise_screen")
+    )
+    out = _attach(out, _noise_measures(noise_rows, cfg))
+    # Line ratios on the response; fenced rows are redone on their prose (code removed),
+    # so here they are not split (every column of theirs is replaced below).
+    multi = (
+        pl.col("_multi")
+        if "_multi" in has
+        else pl.col(RESPONSE).str.contains("\n", literal=True).fill_null(False)
+    )
+    lines = _line_measures(
+        collect(
+            frame.lazy().select(
+                ROW,
+                pl.col(RESPONSE).fill_null("").alias(PROSE),
+                (multi & ~pl.col("_has_fence")).alias("_multi"),
+            )
+        )
+        if "_has_fence" in has
+        else work.select(ROW, pl.col(RESPONSE).fill_null("").alias(PROSE)),
+        cfg,
+    )
     prose_lines = _line_measures(fenced.select(ROW, PROSE), cfg)
     out = _attach(out, lines)
     line_cols = [c for c in prose_lines.columns if c != ROW]
@@ -577,19 +741,21 @@ def _drop_fences(expr: pl.Expr) -> pl.Expr:
     return expr.str.replace_all(r"(?s)```.*?(?:```|\z)", "\n")
 
 
-def _last_char() -> pl.Expr:
+def last_char() -> pl.Expr:
     """The last visible character of the response ("" when its last 8 characters are all
     whitespace). Reading a fixed tail keeps this a cheap, allocation-free pass."""
     return pl.col(RESPONSE).fill_null("").str.tail(8).str.strip_chars_end().str.tail(1)
 
 
-def _ends_in_quote() -> pl.Expr:
-    """True when the response's last visible character is a quote."""
-    return _last_char().is_in(['"', "'", "”", "’"])
+def _ends_in_quote(last: pl.Expr | None = None) -> pl.Expr:
+    """True when the response's last visible character is a quote (``last``: a column of
+    ``last_char()`` when already computed)."""
+    last = last_char() if last is None else last
+    return last.is_in(['"', "'", "”", "’"])
 
 
-def _open_end() -> pl.Expr:
+def _open_end(last: pl.Expr | None = None) -> pl.Expr:
     """True when the response does not end on a clean final character (trailing space
     ignored)."""
-    last = _last_char()
+    last = last_char() if last is None else last
     return (last != "") & ~last.is_in(list(_CLEAN_END))

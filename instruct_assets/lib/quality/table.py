@@ -14,7 +14,12 @@ import polars as pl
 from instruct_assets.lib.quality.config import FLAG_ORDER, QualityThresholds
 from instruct_assets.lib.quality.consistency import shape_distribution, system_prompt_table
 from instruct_assets.lib.quality.dedup import DedupConfig, find_duplicates, pick_representatives
-from instruct_assets.lib.quality.signals import apply_duplicate_penalty, score_examples
+from instruct_assets.lib.quality.signals import (
+    align_by_key,
+    apply_duplicate_penalty,
+    score_examples,
+    sort_by_key,
+)
 
 KEY = ["source", "example_id"]
 
@@ -26,9 +31,14 @@ def build_quality(
     scores = score_examples(examples, cfg)
     dups = find_duplicates(examples, dedup)
     dups = pick_representatives(dups, scores.select(*KEY, "quality_score"))
+    # In key order, like the scores: both alignments below then compare keys, not join them.
+    dups = sort_by_key(dups)
     quality = apply_duplicate_penalty(scores, dups, cfg)
     extra = dups.select(*KEY, "exact_key", "near_dup_jaccard", "dup_cluster_size")
-    return quality.join(extra, on=KEY, how="left").sort(KEY)
+    aligned = align_by_key(quality, extra)
+    if aligned.height != quality.height:  # duplicate keys in ``dups``: rows multiply
+        return quality.join(extra, on=KEY, how="left").sort(KEY)
+    return sort_by_key(quality.hstack(aligned))
 
 
 def flag_counts(quality: pl.DataFrame) -> pl.DataFrame:

@@ -207,13 +207,17 @@ CODE_LINE_PATTERNS: tuple[str, ...] = (
 )
 
 
-def has_code(col: str) -> pl.Expr:
-    """True when ``col`` holds a code fence or at least one line only code would contain."""
-    c = pl.col(col)
-    hit = c.str.contains(FENCE, literal=True)
+def has_code(col: str | pl.Expr) -> pl.Expr:
+    """True when ``col`` holds a code fence or at least one line only code would contain.
+
+    False on null rows. Uses ``str.find``, which skips null rows: pass a column masked to
+    the rows of interest and only those are scanned (``str.contains`` reads them all).
+    """
+    c = pl.col(col) if isinstance(col, str) else col
+    hit = c.str.find(FENCE, literal=True).is_not_null()
     for pattern in CODE_LINE_PATTERNS:
-        hit = hit | c.str.contains(pattern)
-    return hit.fill_null(False)
+        hit = hit | c.str.find(pattern).is_not_null()
+    return hit
 
 
 def code_line_count(col: str) -> pl.Expr:
@@ -224,6 +228,44 @@ def code_line_count(col: str) -> pl.Expr:
     for pattern in CODE_LINE_PATTERNS:
         total = total + c.str.count_matches(pattern)
     return total.fill_null(0).cast(pl.Int32)
+
+
+#: Intermediate columns of ``code_line_stages``: does ``CODE_LINE_PATTERNS[i]`` match.
+_CODE_HIT = "_code_hit{}"
+
+
+def code_line_stages(col: str, name: str = "_code_lines") -> list[list[pl.Expr]]:
+    """Stages computing ``name``: ``code_line_count(col)`` capped at 2 (every reader asks
+    "none", "some" or "at least two"), as Int32.
+
+    Cheaper than counting: stage 1 asks each pattern whether it matches at all (a search
+    that stops at the first match); two patterns with a match already make two signals.
+    Only rows where exactly one pattern matched are counted, on that pattern alone (the
+    anchored ``\\A`` pattern matches at most once). Adds ``_code_hit<i>`` helper columns.
+    """
+    c = pl.col(col)
+    hits = [pl.col(_CODE_HIT.format(i)) for i in range(len(CODE_LINE_PATTERNS))]
+    n_hit = pl.sum_horizontal([h.cast(pl.Int32) for h in hits])
+    single = n_hit == 1
+    # count_matches skips the rows masked to null; at most one of these is non-null.
+    again = pl.coalesce(
+        [
+            pl.when(single & h).then(c).str.count_matches(p)
+            for p, h in zip(CODE_LINE_PATTERNS, hits, strict=True)
+            if not p.startswith("\\A")
+        ]
+    )
+    capped = (
+        pl.when(n_hit >= 2)
+        .then(2)
+        .when(n_hit == 0)
+        .then(0)
+        .otherwise(again.fill_null(1).clip(upper_bound=2))
+    )
+    return [
+        [c.str.contains(p).alias(_CODE_HIT.format(i)) for i, p in enumerate(CODE_LINE_PATTERNS)],
+        [capped.fill_null(0).cast(pl.Int32).alias(name)],
+    ]
 
 
 def without_fenced_code(col: str) -> pl.Expr:

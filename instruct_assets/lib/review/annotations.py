@@ -9,13 +9,20 @@ record is recognised by its shape, not its file name:
   (text areas), as ``tools.LABEL_STUDIO_CONFIG`` defines them.
 * Argilla 2.x records: nested (``records.to_json``: ``fields``/``metadata``/``responses``)
   or flat (``to_list(flatten=True)``, ``to_datasets()``: ``verdict.responses`` +
-  ``.users`` + ``.status``); one row per user who answered ``verdict``.
+  ``.users`` + ``.status``); one row per user who answered ``verdict``. The flat shape also
+  comes as Parquet (``.parquet``): ``records.to_datasets().to_parquet(path)`` or a Hub
+  export (``dataset.to_hub``: ``to_datasets()`` pushed as ``data/<split>-*.parquet``), one
+  record per row with the fields and metadata as columns and the dotted response and
+  suggestion columns (lists per user; null where a record has none); ``tool_format``
+  ``argilla_parquet``.
 * Prodigy ``db-out`` JSONL (``answer`` + ``meta`` + ``_annotator_id``/``_timestamp``):
   ``reject`` rejects; ``accept`` accepts, or edits when ``edited_response`` differs from
   ``response``; a choice task (``options`` + ``accept``) may name the verdict itself.
 
 Nothing is dropped silently: every record (or annotation inside a task) ends as one row of
-``annotations`` or one row of the rejects with a ``reason_code`` (:data:`REJECT_REASONS`).
+``annotations`` or one row of the rejects with a ``reason_code`` (:data:`REJECT_REASONS`);
+a Parquet file that does not open is one ``unreadable_file`` reject, one with no rows an
+``empty_file``, and a row in no tool's shape an ``unknown_format``, as for JSON.
 Times are UTC; Argilla exports carry none (null). Edited text is kept as written except
 ``\\r\\n`` -> ``\\n``.
 """
@@ -32,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from instruct_assets.lib.fingerprint import FileCache, files_fingerprint
 from instruct_assets.lib.paths import DataPaths
@@ -39,7 +48,7 @@ from instruct_assets.lib.review.layout import ReviewPaths
 from instruct_assets.lib.review.tools import VERDICTS
 
 #: Bump when parsing changes: part of the inbox fingerprint (re-parse on upgrade).
-PARSER_VERSION = "annotations-1"
+PARSER_VERSION = "annotations-2"
 
 KEY = ["source", "example_id"]
 TOOLS: tuple[str, ...] = ("label_studio", "argilla", "prodigy")
@@ -70,7 +79,8 @@ ANNOTATION_REJECTS_SCHEMA = pl.Schema({
 })
 
 REJECT_REASONS: dict[str, str] = {
-    "unreadable_file": "not UTF-8 text, or a file type no tool exports",
+    "unreadable_file": "not UTF-8 text, a Parquet file that does not open, or a file type "
+                       "no tool exports",
     "empty_file": "a file with no records",
     "invalid_json": "a file or line that is not JSON",
     "unknown_format": "a record in no supported tool's export shape",
@@ -87,6 +97,9 @@ REJECT_REASONS: dict[str, str] = {
 JSON_SUFFIXES = {".json"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+PARQUET_SUFFIXES = {".parquet"}
+#: Format hint of Parquet rows: Argilla's flat records, tagged ``argilla_parquet``.
+PARQUET_HINT = "parquet"
 
 
 class RecordError(ValueError):
@@ -275,7 +288,7 @@ def _argilla_nested(rec: dict) -> Iterator[dict | RecordError]:
                                 rec.get("id"))
 
 
-def _argilla_flat(rec: dict) -> Iterator[dict | RecordError]:
+def _argilla_flat(rec: dict, fmt: str = "argilla_flat") -> Iterator[dict | RecordError]:
     try:
         key = _key(rec.get("source"), rec.get("example_id"), rec.get("id"))
     except RecordError as exc:
@@ -303,8 +316,7 @@ def _argilla_flat(rec: dict) -> Iterator[dict | RecordError]:
     for user in sorted(verdicts):
         value, status = verdicts[user]
         yield from _argilla_one(key, user, value, status, edits.get(user, (None,))[0],
-                                reasons.get(user, (None,))[0], None, "argilla_flat",
-                                rec.get("id"))
+                                reasons.get(user, (None,))[0], None, fmt, rec.get("id"))
 
 
 def _argilla_one(key, user, value, status, edited, reason, at, fmt, ref
@@ -379,6 +391,8 @@ def classify(rec: Any) -> tuple[str | None, str | None]:
 def parse_record(rec: Any, fmt: str | None = None) -> Iterator[dict | RecordError]:
     """Annotation rows (dicts) or :class:`RecordError` per annotation of one record."""
     tool, detected = classify(rec)
+    if fmt == PARQUET_HINT:  # a table row: whatever shape it has, flat Argilla expected
+        fmt = "argilla_parquet" if detected == "argilla_flat" else detected
     fmt = fmt or detected
     if tool is None and fmt != "label_studio_csv":
         yield RecordError("unknown_format", "fits no Label Studio, Argilla or Prodigy export")
@@ -388,14 +402,31 @@ def parse_record(rec: Any, fmt: str | None = None) -> Iterator[dict | RecordErro
         yield from _label_studio_min(rec, fmt)
     elif fmt == "argilla_nested":
         yield from _argilla_nested(rec)
-    elif fmt == "argilla_flat":
-        yield from _argilla_flat(rec)
+    elif fmt in ("argilla_flat", "argilla_parquet"):
+        yield from _argilla_flat(rec, fmt)
     else:
         yield from _prodigy(rec)
 
 
+def _parquet_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """Rows of a Parquet file as dicts (lists and structs as Python lists and dicts)."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        yield 0, RecordError("unreadable_file", f"not a readable Parquet file: {exc}"), None
+        return
+    if table.num_rows == 0:
+        yield 0, RecordError("empty_file", "a Parquet file with no rows"), None
+        return
+    for i, row in enumerate(table.to_pylist()):
+        yield i, row, PARQUET_HINT
+
+
 def _records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
     """(record index, parsed record or a RecordError, format hint) for one file."""
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        yield from _parquet_records(path)
+        return
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -466,7 +497,8 @@ def read_annotation_files(paths: DataPaths) -> tuple[pl.DataFrame, pl.DataFrame,
                 counts["rejects"] += 1
                 continue
             counts["records"] += 1
-            tool = classify(rec)[0] or ("label_studio" if hint else None)
+            tool = classify(rec)[0] or ("label_studio" if hint == "label_studio_csv"
+                                        else None)
             for item in parse_record(rec, hint):
                 if isinstance(item, RecordError):
                     rejects.append({"file": rel, "record": index, "tool": tool,

@@ -93,7 +93,9 @@ with open("records.jsonl", encoding="utf-8") as fh:
 ```
 
 Export with `dataset.records.to_json(path)` (or `to_list(flatten=True)` written as JSON
-Lines, or `to_datasets().to_json(path)`) and drop the file into `<data dir>/annotations/`.
+Lines, `to_datasets().to_json(path)` or `to_datasets().to_parquet(path)`, or the
+`data/*.parquet` files of a `dataset.to_hub(...)` repo) and drop the file into
+`<data dir>/annotations/`.
 A `verdict` of `edit` uses the `edited_response` answer.
 """
 

@@ -16,12 +16,23 @@ is listed by :func:`verdict_conflicts`, with how it was resolved.
   no longer exclude it; contamination and duplicate exclusions still do (a reviewer sees
   one conversation, not the benchmarks or its copies). ``human_override`` marks rows kept
   only because of the human.
-* ``edit``: as accept, and the last assistant turn is replaced by the edited text; the row
-  takes the id of the edited conversation (same hash as ingestion, ``normalize.assign_ids``)
-  and keeps the old one in ``original_example_id``. If the edited conversation already
-  exists in the source, the row is excluded as ``duplicate_of:<that id>`` under the id
+* ``edit``: the last assistant turn is replaced by the edited text; the row takes the id
+  of the edited conversation (same hash as ingestion, ``normalize.assign_ids``) and keeps
+  the old one in ``original_example_id``. If the edited conversation already exists in the
+  source, the row is excluded as ``duplicate_of:<that id>`` under the id
   ``<hash>-edit-<original id>``. The edited conversations come back as canonical rows
   (:attr:`VerdictOutcome.edited_examples`) for the stages that read content.
+  **The edited text is re-scored** (``quality.signals.score_examples`` on the edited rows
+  only; the original's duplicate flags carried over) and its quality columns replace the
+  original's, so curation judges the text that will be trained on: ``all_reasons`` are
+  recomputed (the original's ``contaminated:*`` and ``duplicate*`` reasons, then
+  ``flag:<f>`` for each ``exclude_flags`` flag the edited text raises and
+  ``below_quality_threshold`` for its score). The human vouches, as with accept, only for
+  what they saw: a quality reason **the edit introduced** excludes the row - an excluding
+  flag the original did not raise (an edit that empties the response or leaks a template
+  token), or a score below the threshold *and* below the original's. A quality reason the
+  original had too is overridden (``human_override``); an edit that fixes a flagged
+  response clears the flag and is kept on its own merits (no override).
 """
 
 from __future__ import annotations
@@ -31,7 +42,10 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
+from instruct_assets.lib.curation import CurationConfig
 from instruct_assets.lib.normalize import CONTENT_KEY_SQL
+from instruct_assets.lib.quality.config import DUPLICATE_FLAGS, QualityThresholds
+from instruct_assets.lib.quality.signals import score_examples
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA
 
 KEY = ["source", "example_id"]
@@ -130,11 +144,39 @@ def edited_conversations(edits: pl.DataFrame, examples: pl.DataFrame) -> pl.Data
     return rows.with_columns(new_id=digests["h"])
 
 
+def rescore_edits(conv: pl.DataFrame, curated: pl.DataFrame,
+                  quality_cfg: QualityThresholds | None = None) -> pl.DataFrame:
+    """Quality signals of the edited conversations (``edited_conversations`` rows, keyed by
+    the *original* ``example_id``): ``signals.score_examples`` on them alone, plus the
+    duplicate flags (``exact_duplicate``/``near_duplicate``) the original carried in
+    ``curated`` and their penalty, as ``signals.apply_duplicate_penalty`` scored them.
+
+    Group-level signals (``shape_outlier`` compares a response with its template group)
+    are computed among the edited rows only, so an edit does not raise them.
+    """
+    quality_cfg = quality_cfg or QualityThresholds()
+    scores = score_examples(conv.select(NORMALIZED_SCHEMA.names()), quality_cfg)
+    dup_flags = curated.join(conv.select(KEY), on=KEY, how="semi").select(
+        *KEY, _dup=pl.col("quality_flags").list.eval(
+            pl.element().filter(pl.element().is_in(list(DUPLICATE_FLAGS)))))
+    scores = scores.join(dup_flags, on=KEY, how="left", maintain_order="left")
+    dup = pl.col("_dup").fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    penalty = pl.sum_horizontal([dup.list.contains(f).cast(pl.Float64) * quality_cfg.weight(f)
+                                 for f in DUPLICATE_FLAGS])
+    return scores.with_columns(
+        quality_flags=pl.concat_list("quality_flags", dup),
+        quality_score=(pl.col("quality_score") - penalty).clip(0.0, 1.0),
+    ).drop("_dup")
+
+
 def apply_verdicts(
     curated: pl.DataFrame,
     annotations: pl.DataFrame,
     examples: pl.DataFrame,
     overridable: tuple[str, ...] = OVERRIDABLE_RULES,
+    *,
+    cfg: CurationConfig | None = None,
+    quality_cfg: QualityThresholds | None = None,
 ) -> VerdictOutcome:
     """``curated`` (``curation.curate`` output) with the human verdicts applied.
 
@@ -143,7 +185,13 @@ def apply_verdicts(
     ``original_example_id`` (set on edited rows, whose ``example_id`` is the edited
     conversation's). ``examples``: published rows holding at least the annotated ones
     (the content of edits); ids already taken are looked up in ``curated`` and ``examples``.
+
+    Edited rows are re-scored (:func:`rescore_edits`, with ``quality_cfg``, the thresholds
+    the quality stage used) and re-judged with ``cfg`` (the ``CurationConfig`` that made
+    ``curated``): their quality columns present in ``curated`` are the edited text's, and
+    the module docstring's edit rule decides.
     """
+    cfg = cfg or CurationConfig()
     current = examples.select(
         *KEY, pl.col("messages").list.last().struct.field("content").alias("_current"))
     final = resolve_verdicts(annotations).join(current, on=KEY, how="left").select(
@@ -171,14 +219,48 @@ def apply_verdicts(
     ids = conv.select(*KEY, "final_id", "new_id", "_clash")
     frame = frame.join(ids, on=KEY, how="left", maintain_order="left")
 
-    hard = pl.col("all_reasons").list.eval(
+    # the edited text's own quality signals replace the original's (same columns)
+    rescored = rescore_edits(conv, curated, quality_cfg)
+    replaced = [c for c in rescored.columns if c in curated.columns and c not in KEY]
+    frame = frame.join(rescored.select(*KEY, *[pl.col(c).alias(f"_new_{c}") for c in replaced],
+                                       _rescored=pl.lit(True)),
+                       on=KEY, how="left", maintain_order="left")
+    is_edit = pl.col("_rescored").fill_null(False)
+    old_flags, old_score = pl.col("quality_flags"), pl.col("quality_score").fill_nan(None)
+    new_flags = pl.col("_new_quality_flags")
+    new_score = pl.col("_new_quality_score").fill_nan(None).fill_null(float("-inf"))
+
+    def hard(prefix: str) -> pl.Expr:  # the original's reasons the edit cannot change
+        return pl.col("all_reasons").list.eval(
+            pl.element().filter(pl.element().str.starts_with(prefix)))
+
+    below = new_score < cfg.min_quality_score
+    worse = new_score < old_score.fill_null(float("-inf"))
+
+    def edit_reasons(only_new: bool) -> pl.Expr:
+        """The edited row's curation reasons in rule order; ``only_new``: those the edit
+        brought (flags the original lacked, a score it lowered below the threshold)."""
+        flags = [pl.when(new_flags.list.contains(f)
+                         & (~old_flags.list.contains(f) if only_new else pl.lit(True)))
+                 .then(pl.lit(f"flag:{f}")) for f in cfg.exclude_flags]
+        low = below & worse if only_new else below
+        return pl.concat_list(
+            hard("contaminated:"), *flags,
+            pl.when(low).then(pl.lit("below_quality_threshold")),
+            hard("duplicate"),
+        ).list.drop_nulls()
+
+    hard_reasons = pl.col("all_reasons").list.eval(
         pl.element().filter(~pl.element().str.contains(_override_pattern(overridable))))
-    first_hard = hard.list.first()
+    first_hard = hard_reasons.list.first()
     vouched = verdict.is_in(["accept", "edit"])
     clash = pl.col("_clash").fill_null(False)
     dup_reason = pl.format("duplicate_of:{}", "new_id")
     reason = (
         pl.when(verdict == "reject").then(pl.lit(HUMAN_REJECTED))
+        .when(is_edit & clash).then(pl.coalesce(pl.col("_edit_blocking").list.first(),
+                                                dup_reason))
+        .when(is_edit).then(pl.col("_edit_blocking").list.first())
         .when(vouched & clash).then(pl.coalesce(first_hard, dup_reason))
         .when(vouched).then(first_hard)
         .otherwise(pl.col("exclusion_reason"))
@@ -186,18 +268,39 @@ def apply_verdicts(
     all_reasons = (
         pl.when(verdict == "reject")
         .then(pl.concat_list(pl.lit([HUMAN_REJECTED]), pl.col("all_reasons")))
+        .when(is_edit & clash).then(pl.concat_list(pl.col("_edit_all"),
+                                                   pl.concat_list(dup_reason)))
+        .when(is_edit).then(pl.col("_edit_all"))
         .when(vouched & clash).then(pl.concat_list(pl.col("all_reasons"),
                                                    pl.concat_list(dup_reason)))
         .otherwise(pl.col("all_reasons"))
     )
-    out = frame.with_columns(_was_kept=pl.col("kept")).with_columns(
+    out = frame.with_columns(
+        _was_kept=pl.col("kept"),
+        _edit_all=edit_reasons(only_new=False),
+        _edit_blocking=edit_reasons(only_new=True),
+    ).with_columns(
         exclusion_reason=reason,
         all_reasons=all_reasons,
         original_example_id=pl.when(pl.col("final_id").is_not_null()).then(pl.col("example_id")),
         example_id=pl.coalesce("final_id", "example_id"),
+        # an edit that made a row worse: remembered before the quality columns change
+        _edit_worse=is_edit & (pl.col("_edit_blocking").list.len()
+                               > (hard("contaminated:").list.len()
+                                  + hard("duplicate").list.len())),
+        _edit_flagged=is_edit & (pl.col("_edit_all").list.len()
+                                 > (hard("contaminated:").list.len()
+                                    + hard("duplicate").list.len())),
+        _edit_cleared=is_edit & old_flags.list.set_difference(new_flags).list.len().gt(0),
+    ).with_columns(
+        [pl.when(is_edit).then(pl.col(f"_new_{c}")).otherwise(pl.col(c)).alias(c)
+         for c in replaced]
     ).with_columns(kept=pl.col("exclusion_reason").is_null()).with_columns(
-        human_override=vouched.fill_null(False) & pl.col("kept") & ~pl.col("_was_kept"),
+        human_override=pl.when(is_edit)
+        .then(pl.col("kept") & pl.col("_edit_all").list.len().gt(0))
+        .otherwise(vouched.fill_null(False) & pl.col("kept") & ~pl.col("_was_kept")),
     )
+    edit_counts = out.select(pl.col("_edit_worse", "_edit_flagged", "_edit_cleared").sum())
     out = out.select(*curated.columns, "human_verdict", "human_override",
                      "original_example_id")
 
@@ -211,6 +314,10 @@ def apply_verdicts(
         "edited": int(out.select((pl.col("human_verdict") == "edit").sum()).item() or 0),
         "overrides": int(out["human_override"].sum() or 0),
         "edit_duplicates": int(conv["_clash"].sum() or 0) if conv.height else 0,
+        "edits_rescored": rescored.height,
+        "edits_flagged": int(edit_counts["_edit_flagged"].item() or 0),
+        "edits_made_worse": int(edit_counts["_edit_worse"].item() or 0),
+        "edits_clearing_flags": int(edit_counts["_edit_cleared"].item() or 0),
         "orphan_verdicts": final.join(known, on=KEY, how="anti").height,
         "conflicts": conflicts.height,
     }

@@ -1,0 +1,164 @@
+"""The exports stage's data work, shared by the ``training_exports`` asset and the bench.
+
+One function so the asset and ``bench/stages.py`` cannot drift: read each split, write each
+export kind, check every file on disk, compare row counts, run the round trip, write the
+card. The asset adds only Dagster wiring (check results, metadata).
+
+Why a thread pool: the JSON-line files and the Parquet copy are written from the same
+sorted rows independently, and the heavy work (polars encoding, pyarrow compression,
+DuckDB parsing, fsync) releases the GIL, so two workers keep two cores busy; every file's
+bytes are independent of the scheduling. Each file is checked (re-read from disk, see
+``validate.validate_export``) on its own task as soon as it is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from instruct_assets.lib.export.card import write_card
+from instruct_assets.lib.export.validate import validate_export
+from instruct_assets.lib.export.writers import (
+    check_kinds,
+    prepare_rows,
+    split_result,
+    write_kinds,
+)
+from instruct_assets.lib.export_stats import card_stats, round_trip_ids
+from instruct_assets.lib.paths import DataPaths
+from instruct_assets.lib.split_sets import SPLIT_NAMES
+
+#: Split columns the stage reads: the export's inputs plus what the card counts.
+SPLIT_COLUMNS: tuple[str, ...] = ("example_id", "source", "messages", "tools", "complexity_tier")
+
+#: Columns of each split kept after export (for the card, the counts, the round trip).
+KEPT_COLUMNS: tuple[str, ...] = ("example_id", "source", "complexity_tier")
+
+Part = Callable[[str], contextlib.AbstractContextManager[Any]]
+
+
+@dataclass
+class ExportOutcome:
+    """What ``run_exports`` wrote and found.
+
+    ``frames``: each split's ``KEPT_COLUMNS`` (``height`` = the split's rows); ``results``:
+    ``export_split``-style results per split; ``validations``: ``validate_export`` reports
+    (+ ``split``, ``seconds``); ``count_errors``: files whose rows on disk (+ listed
+    not-exportable rows) differ from the split's; ``trip``: ``round_trip_ids`` per split;
+    ``files``: one row per file (split, kind, path, rows, bytes, not_exportable).
+    """
+
+    frames: dict[str, pl.DataFrame]
+    results: dict[str, dict[str, Any]]
+    validations: list[dict[str, Any]]
+    count_errors: list[str]
+    trip: dict[str, dict[str, Any]]
+    files: pl.DataFrame
+    card: Path
+
+    @property
+    def invalid(self) -> list[dict[str, Any]]:
+        return [v for v in self.validations if not v["valid"]]
+
+    @property
+    def trip_failures(self) -> dict[str, dict[str, Any]]:
+        return {s: t for s, t in self.trip.items() if t["missing"] or t["unexpected"]}
+
+
+@contextlib.contextmanager
+def _no_part(_name: str) -> Iterator[None]:
+    yield
+
+
+def _check(paths: DataPaths, entry: dict[str, Any], kept: pl.DataFrame, split: str,
+           kind: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Validate one written file (and run the round trip on the OpenAI JSONL)."""
+    started = time.perf_counter()
+    report = validate_export(entry["path"], kind) | {"split": split}
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    trip = round_trip_ids(paths, Path(entry["path"]), kept) if kind == "openai" else None
+    return report, trip
+
+
+def run_exports(paths: DataPaths, sources: list[str], kinds: list[str] | tuple[str, ...],
+                config: dict[str, Any], *, part: Part | None = None,
+                workers: int = 2) -> ExportOutcome:
+    """Export every split in ``kinds`` under ``paths.exports``, check the files, write the
+    card (``config`` goes to its configuration section). ``sources``: the live sources
+    the card lists. ``part(name)``: an optional timer context per step (the bench's).
+
+    Per split, the JSON-line kinds are written in two groups (each in one pass over one
+    shared encoding, see ``writers.write_kinds``) and the Parquet copy on its own; each
+    file is then checked on its own task. The round trip ("ingesting the OpenAI JSONL gives
+    the split's example ids") needs the ``openai`` kind; without it, ``trip`` is empty.
+    """
+    timed = part or _no_part
+    kinds = check_kinds(kinds)
+    # Two groups of JSON-line files (each shares one encoding of the messages), so both
+    # workers write text at once; the Parquet copy is a task of its own.
+    groups = [g for g in ([k for k in kinds if k == "openai" or k.startswith("text_")],
+                          [k for k in kinds if k in ("sharegpt", "alpaca")],
+                          [k for k in kinds if k == "openai_parquet"]) if g]
+    frames: dict[str, pl.DataFrame] = {}
+    results: dict[str, dict[str, Any]] = {}
+    writes: list[tuple[str, Future]] = []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+
+        def write_then_check(rows: pl.DataFrame, split: str, group: list[str]) -> Any:
+            entries = write_kinds(rows, paths.exports, split, group)
+            return entries, {k: pool.submit(_check, paths, entries[k], frames[split], split, k)
+                             for k in group}
+
+        for split in SPLIT_NAMES:
+            with timed("read_split"):
+                frame = pl.read_parquet(paths.splits / f"{split}.parquet",
+                                        columns=list(SPLIT_COLUMNS))
+            with timed("prepare_rows"):
+                rows = prepare_rows(frame, split)
+                frames[split] = frame.select(KEPT_COLUMNS)
+                del frame
+                results[split] = split_result(rows, paths.exports, split)
+            writes += [(split, pool.submit(write_then_check, rows, split, g)) for g in groups]
+            del rows  # the tasks hold it until they finish
+        with timed("write_and_check"):
+            done = {}
+            for split, future in writes:
+                entries, checks = future.result()
+                for kind, entry in entries.items():
+                    done[split, kind] = (entry, *checks[kind].result())
+    done = {(s, k): done[s, k] for s in SPLIT_NAMES for k in kinds}  # caller's order
+    validations = []
+    trip: dict[str, dict[str, Any]] = {}
+    for (split, kind), (entry, report, split_trip) in done.items():
+        results[split]["formats"][kind] = entry
+        validations.append(report)
+        if split_trip is not None:
+            trip[split] = split_trip
+    count_errors = []
+    for report in validations:
+        split, kind = report["split"], report["kind"]
+        entry = results[split]["formats"][kind]
+        dropped = entry.get("not_exportable", {}).get("count", 0)
+        height = frames[split].height
+        if report["rows"] != entry["rows"] or report["rows"] + dropped != height:
+            count_errors.append(f"{kind}/{split}: {report['rows']} on disk + {dropped} "
+                                f"not exportable != {height} (writer: {entry['rows']})")
+    with timed("card"):
+        stats = card_stats(paths, sources, frames, results, config)
+        card = write_card(paths.exports / "README.md", stats)
+    files = pl.DataFrame(
+        [{"split": split, "kind": kind, "path": str(info["path"]), "rows": info["rows"],
+          "bytes": info["bytes"],
+          "not_exportable": info.get("not_exportable", {}).get("count", 0)}
+         for split, res in results.items() for kind, info in res["formats"].items()],
+        schema={"split": pl.String, "kind": pl.String, "path": pl.String, "rows": pl.Int64,
+                "bytes": pl.Int64, "not_exportable": pl.Int64})
+    return ExportOutcome(frames=frames, results=results, validations=validations,
+                         count_errors=count_errors, trip=trip, files=files, card=card)
