@@ -1,14 +1,14 @@
 """Run one pipeline stage on a data dir, exactly as its asset body does, minus Dagster.
 
-Each function below mirrors one asset body in ``instruct_assets/defs/*/assets.py``: the same
-library calls in the same order, the same files read and written, the same check and
-metadata computations (checks are computed, not asserted; Dagster's ``MetadataValue``
-wrappers are left out). Settings come from the same resources with their defaults, and the
-registered sources are every discovered source (what ``instruct-assets run`` registers).
+Each function below calls the same ``lib`` function as one asset body in
+``instruct_assets/defs/*/assets.py`` (the stage's data work: files read and written, check
+figures) and mirrors the rest of the body (checks are computed, not asserted; Dagster's
+``MetadataValue`` wrappers are left out). Settings come from the same resources with their
+defaults; the registered sources are every discovered source (what ``instruct-assets run``
+registers).
 ``bench/run.py`` runs each stage in its own process so its peak RSS is the stage's own.
 
-Mirroring is a copy, so it can drift: the report in ``bench/README.md`` lists the asset-body
-code worth extracting into ``lib`` so the bench and the assets share one definition.
+Only the Dagster wiring is a copy; the data work cannot drift from the assets.
 
 Usage: ``python bench/stages.py --data-dir DIR --stage quality [--profile OUT_PREFIX]``;
 Prints one JSON line last: ``stage``, ``seconds`` (the body, imports excluded),
