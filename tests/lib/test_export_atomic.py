@@ -76,3 +76,18 @@ def test_json_arrays_put_one_element_per_line_with_commas_between(tmp_path):
     assert target.read_bytes() == b'[\n{"a":1}\n]\n'
     write_lines(target, pl.Series([], dtype=pl.String), json_array=True)
     assert target.read_bytes() == b"[]\n"
+
+
+def test_long_writes_start_the_writeback_early_and_keep_every_byte(tmp_path, monkeypatch):
+    from instruct_assets.lib.export import atomic, common
+
+    calls = []
+    monkeypatch.setattr(common, "WRITEBACK_BYTES", 10)
+    monkeypatch.setattr(common, "start_writeback",
+                        lambda handle: calls.append(atomic.start_writeback(handle)))
+    target = tmp_path / "a.json"
+    lines = [pl.Series([f'{{"n":{i}}}'] * 3) for i in range(4)]
+    write_lines(target, iter(lines), json_array=True)
+    body = ",\n".join(f'{{"n":{i}}}' for i in range(4) for _ in range(3))
+    assert target.read_bytes() == ("[\n" + body + "\n]\n").encode()
+    assert len(calls) == 4  # every chunk of 3 lines (21 bytes) passes the 10-byte mark

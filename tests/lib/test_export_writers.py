@@ -144,3 +144,36 @@ def test_the_same_example_id_in_two_sources_is_not_a_duplicate(tmp_path):
     clash = frame.head(1).with_columns(source=pl.lit("src_z"))
     result = export_split(pl.concat([frame, clash]), tmp_path, "train", formats=["openai"])
     assert result["rows"] == 6
+
+
+def test_shared_chunks_give_each_concurrent_reader_every_encoded_chunk_once(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from instruct_assets.lib.export import common, writers
+    from instruct_assets.lib.export.derive import with_messages_json
+
+    monkeypatch.setattr(writers, "row_chunks", lambda rows: common.row_chunks(rows, 2))
+    rows = writers.prepare_rows(_mixed_frame(), "train")  # 5 rows: chunks of 2, 2, 1
+    expected = [with_messages_json(rows.slice(o, 2)) for o in range(0, rows.height, 2)]
+    shared = writers.SharedChunks(rows, consumers=2)
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda _: list(shared), range(2)))
+    for chunks in got:
+        assert len(chunks) == len(expected)
+        for chunk, want in zip(chunks, expected, strict=True):
+            assert chunk.equals(want)
+    assert got[0][0] is got[1][0]  # encoded once, shared
+    assert shared.slots == {}  # every chunk dropped once both readers took it
+
+
+def test_writing_with_shared_chunks_gives_the_same_bytes(tmp_path):
+    from instruct_assets.lib.export import writers
+
+    rows = writers.prepare_rows(_mixed_frame(), "train")
+    groups = [["openai", "text_chatml"], ["sharegpt", "alpaca"]]
+    for group in groups:
+        writers.write_kinds(rows, tmp_path / "alone", "train", group)
+    shared = writers.SharedChunks(rows, consumers=2)
+    for group in groups:
+        writers.write_kinds(rows, tmp_path / "shared", "train", group, chunks=shared)
+    assert _all_bytes(tmp_path / "alone") == _all_bytes(tmp_path / "shared")

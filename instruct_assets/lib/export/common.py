@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from instruct_assets.lib.export.atomic import atomic_writer
+from instruct_assets.lib.export.atomic import atomic_writer, start_writeback
 from instruct_assets.lib.schema import MESSAGE_DTYPE
 
 #: The unique key of an example; every export is sorted by it.
@@ -213,6 +213,10 @@ def _write_values(handle: BinaryIO, lines: pl.Series, terminator: str) -> None:
         )
 
 
+#: Bytes of text written between two ``atomic.start_writeback`` calls.
+WRITEBACK_BYTES = 16 << 20
+
+
 class LineSink:
     """Writes JSON texts to an open binary handle as JSONL (one per line) or as a JSON
     array with one element per line, chunk by chunk; :meth:`close` writes the array's end.
@@ -226,12 +230,21 @@ class LineSink:
         self.handle = handle
         self.json_array = json_array
         self.pending: pl.Series | None = None  # a JSON array's last element has no comma
+        self.unsynced = 0  # bytes written since the last ``start_writeback``
 
     def write(self, chunk: pl.Series) -> None:
         if chunk.null_count():
             raise ValueError("export line is null")
         if chunk.str.contains("\n", literal=True).any():
             raise ValueError("export line holds a raw newline")
+        self._write(chunk)
+        # Start the disk writeback of every ~16 MB written (see ``atomic.start_writeback``).
+        self.unsynced += int(chunk.str.len_bytes().sum() or 0)
+        if self.unsynced >= WRITEBACK_BYTES:
+            start_writeback(self.handle)
+            self.unsynced = 0
+
+    def _write(self, chunk: pl.Series) -> None:
         if not self.json_array:
             _write_values(self.handle, chunk, "\n")
             return

@@ -16,7 +16,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from instruct_assets.lib.export.atomic import atomic_write_text, atomic_writer
+from instruct_assets.lib.export.atomic import (
+    atomic_write_text,
+    atomic_writer,
+    start_writeback,
+)
 from instruct_assets.lib.export.common import dumps, encode_records
 
 #: Arrow types of the Parquet copy. ``tools`` items use the canonical ``arrow.json``
@@ -72,6 +76,7 @@ def write_openai_parquet(path: str | os.PathLike[str], rows: pl.DataFrame) -> in
         for offset in range(0, max(rows.height, 1), PARQUET_ROW_GROUP):
             group = table.slice(offset, PARQUET_ROW_GROUP).cast(PARQUET_SCHEMA)
             writer.write_table(group, row_group_size=PARQUET_ROW_GROUP)
+            start_writeback(handle)
     return target.stat().st_size
 
 

@@ -26,6 +26,7 @@ import polars as pl
 from instruct_assets.lib.export.card import write_card
 from instruct_assets.lib.export.validate import validate_export
 from instruct_assets.lib.export.writers import (
+    SharedChunks,
     check_kinds,
     prepare_rows,
     split_result,
@@ -101,18 +102,20 @@ def run_exports(paths: DataPaths, sources: list[str], kinds: list[str] | tuple[s
     """
     timed = part or _no_part
     kinds = check_kinds(kinds)
-    # Two groups of JSON-line files (each shares one encoding of the messages), so both
-    # workers write text at once; the Parquet copy is a task of its own.
-    groups = [g for g in ([k for k in kinds if k == "openai" or k.startswith("text_")],
-                          [k for k in kinds if k in ("sharegpt", "alpaca")],
-                          [k for k in kinds if k == "openai_parquet"]) if g]
+    # Two groups of JSON-line files, so both workers write text at once, sharing one
+    # encoding of the messages (``writers.SharedChunks``); the Parquet copy is a task of its
+    # own.
+    texts = [g for g in ([k for k in kinds if k == "openai" or k.startswith("text_")],
+                         [k for k in kinds if k in ("sharegpt", "alpaca")]) if g]
+    parquet = [k for k in kinds if k == "openai_parquet"]
     frames: dict[str, pl.DataFrame] = {}
     results: dict[str, dict[str, Any]] = {}
     writes: list[tuple[str, Future]] = []
     with ThreadPoolExecutor(max(1, workers)) as pool:
 
-        def write_then_check(rows: pl.DataFrame, split: str, group: list[str]) -> Any:
-            entries = write_kinds(rows, paths.exports, split, group)
+        def write_then_check(rows: pl.DataFrame, split: str, group: list[str],
+                             chunks: SharedChunks | None = None) -> Any:
+            entries = write_kinds(rows, paths.exports, split, group, chunks=chunks)
             return entries, {k: pool.submit(_check, paths, entries[k], frames[split], split, k)
                              for k in group}
 
@@ -125,8 +128,12 @@ def run_exports(paths: DataPaths, sources: list[str], kinds: list[str] | tuple[s
                 frames[split] = frame.select(KEPT_COLUMNS)
                 del frame
                 results[split] = split_result(rows, paths.exports, split)
-            writes += [(split, pool.submit(write_then_check, rows, split, g)) for g in groups]
-            del rows  # the tasks hold it until they finish
+            chunks = SharedChunks(rows, len(texts)) if len(texts) > 1 else None
+            writes += [(split, pool.submit(write_then_check, rows, split, g, chunks))
+                       for g in texts]
+            if parquet:
+                writes.append((split, pool.submit(write_then_check, rows, split, parquet)))
+            del rows, chunks  # the tasks hold them until they finish
         with timed("write_and_check"):
             done = {}
             for split, future in writes:

@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,57 @@ def _chunk_lines(
     return lines
 
 
+class SharedChunks:
+    """``rows`` in ``common.row_chunks``, each with ``derive.MESSAGES_JSON`` (the shared
+    encoding of the JSON-line kinds), for ``consumers`` concurrent iterations.
+
+    Why: the stage writes the JSON-line kinds in two concurrent groups; encoding the
+    messages once for both (instead of once per group) saves a full JSON encoding of the
+    split. Whichever iteration reaches a chunk first encodes it, the other waits for it;
+    a chunk is dropped once every consumer has taken it, so memory holds only the chunks
+    between the two iterations. Each iteration yields every chunk in order.
+    """
+
+    def __init__(self, rows: pl.DataFrame, consumers: int = 2) -> None:
+        self.rows = rows
+        self.consumers = consumers
+        self.lock = threading.Lock()
+        self.slots: dict[int, _Slot] = {}
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        for index, chunk in enumerate(row_chunks(self.rows)):
+            with self.lock:
+                slot = self.slots.get(index)
+                owner = slot is None
+                if owner:
+                    slot = self.slots[index] = _Slot(self.consumers)
+            if owner:
+                try:
+                    slot.value = with_messages_json(chunk)
+                except BaseException as exc:
+                    slot.error = exc
+                    raise
+                finally:
+                    slot.ready.set()
+            else:
+                slot.ready.wait()
+            with self.lock:
+                slot.left -= 1
+                if not slot.left:
+                    del self.slots[index]
+            if slot.error is not None:
+                raise RuntimeError("encoding a shared chunk failed") from slot.error
+            yield slot.value
+
+
+class _Slot:
+    def __init__(self, consumers: int) -> None:
+        self.ready = threading.Event()
+        self.left = consumers
+        self.value: pl.DataFrame | None = None
+        self.error: BaseException | None = None
+
+
 def write_kinds(
     rows: pl.DataFrame,
     out_dir: str | os.PathLike[str],
@@ -161,13 +213,16 @@ def write_kinds(
     kinds: list[str] | tuple[str, ...],
     *,
     name: str = "instruct_assets",
+    chunks: Iterable[pl.DataFrame] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Write ``kinds`` of ``split`` from :func:`prepare_rows` output in one pass over the
     rows; return each kind's entry of ``export_split``'s ``formats``.
 
     The JSON-line kinds are encoded chunk by chunk from one shared encoding of the messages
     (see ``derive``) and written as they come; ``openai_parquet`` is written on its own.
-    Any failure leaves every target file as it was (each write is atomic).
+    ``chunks``: a :class:`SharedChunks` of ``rows``, when the caller shares one encoding
+    between concurrent calls. Any failure leaves every target file as it was (each write is
+    atomic).
     """
     started = time.perf_counter()
     out = Path(out_dir)
@@ -189,9 +244,9 @@ def write_kinds(
             }
             plans = {k: _encoders_of(k) for k in texts}
             shared = any(rewrite is not None for rewrite, _ in plans.values())
-            for chunk in row_chunks(rows):
-                if shared:
-                    chunk = with_messages_json(chunk)
+            if chunks is None:  # encoded as they come: one chunk's text in memory at a time
+                chunks = (with_messages_json(c) if shared else c for c in row_chunks(rows))
+            for chunk in chunks:
                 lines = _chunk_lines(chunk, texts, plans)
                 for kind in texts:
                     sinks[kind].write(lines[kind])
