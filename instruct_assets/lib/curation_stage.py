@@ -33,8 +33,6 @@ from instruct_assets.lib.review.verdicts import (
     EDITED_SCHEMA,
     VerdictOutcome,
     apply_verdicts,
-    edited_conversations,
-    resolve_verdicts,
 )
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA
 from instruct_assets.lib.stage_io import read_examples
@@ -99,41 +97,6 @@ def publish_contamination(paths: DataPaths, sources: list[str],
          "contamination_hits": view_over([hits_target], hits.schema)})
 
 
-def apply_verdicts_to_reviewed(
-    curated: pl.DataFrame,
-    annotations: pl.DataFrame,
-    examples: pl.DataFrame,
-    *,
-    cfg: CurationConfig | None = None,
-    quality_cfg: QualityThresholds | None = None,
-) -> VerdictOutcome:
-    """``review.verdicts.apply_verdicts``, equal output, on the rows a verdict can touch.
-
-    ``apply_verdicts`` passes a row without a verdict through unchanged (no verdict, no
-    override, no original id), but evaluates its list expressions on every row: seconds
-    at a million rows, for a review of a few hundred. So it runs here on the rows that
-    have a verdict plus the rows an edited conversation could collide with (same source
-    and id as an edit's new id), and the other rows get the pass-through values.
-    ``curated`` is returned sorted by (source, example_id).
-    """
-    final = resolve_verdicts(annotations)
-    edits = final.filter(pl.col("verdict") == "edit").select(*KEY, "edited_content")
-    new_ids = edited_conversations(edits, examples).select(
-        "source", pl.col("new_id").alias("example_id")) if edits.height else None
-    involved = pl.concat([final.select(KEY), *([new_ids] if new_ids is not None else [])])
-    framed = curated.with_row_index("_pos")
-    touched = framed.join(involved.unique(), on=KEY, how="semi", maintain_order="left")
-    outcome = apply_verdicts(touched, annotations, examples, cfg=cfg, quality_cfg=quality_cfg)
-    done = outcome.curated
-    rest = framed.join(involved, on=KEY, how="anti", maintain_order="left").with_columns(
-        human_verdict=pl.lit(None, done.schema["human_verdict"]),
-        human_override=pl.lit(False, done.schema["human_override"]),
-        original_example_id=pl.lit(None, done.schema["original_example_id"]),
-    )
-    merged = pl.concat([rest, done], how="vertical").sort([*KEY, "_pos"]).drop("_pos")
-    return VerdictOutcome(merged, outcome.edited_examples, outcome.conflicts, outcome.counts)
-
-
 @dataclass
 class CurationStage:
     curated: pl.DataFrame
@@ -152,9 +115,9 @@ def publish_curation(paths: DataPaths, sources: list[str], cfg: CurationConfig,
     # no annotation: nothing to read (the lazy scan would still read every file)
     examples = (examples_for(paths, sources, human.select(KEY)) if human.height
                 else pl.DataFrame(schema=NORMALIZED_SCHEMA))
-    verdicts = apply_verdicts_to_reviewed(curated, human, examples, cfg=cfg,
-                                          quality_cfg=quality_cfg)
-    curated = verdicts.curated
+    verdicts = apply_verdicts(curated, human, examples, cfg=cfg, quality_cfg=quality_cfg)
+    # edited rows carry their new ids: publish in key order (ties keep their order)
+    curated = verdicts.curated.sort(KEY, maintain_order=True)
     target = write_parquet(curated, paths.curation / "curation.parquet")
     edited = write_parquet(verdicts.edited_examples, paths.curation / "edited_examples.parquet",
                            EDITED_SCHEMA)
@@ -164,6 +127,6 @@ def publish_curation(paths: DataPaths, sources: list[str], cfg: CurationConfig,
 
 
 __all__ = [
-    "ComplexityStage", "ContaminationStage", "CurationStage", "apply_verdicts_to_reviewed",
+    "ComplexityStage", "ContaminationStage", "CurationStage",
     "publish_complexity", "publish_contamination", "publish_curation",
 ]

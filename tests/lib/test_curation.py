@@ -204,15 +204,18 @@ def test_alpaca_demo_exact_duplicates_are_removed_as_duplicates():
 
 
 def test_verdicts_applied_to_the_touched_rows_only_equal_apply_verdicts_on_all_rows():
-    """``curation_stage.apply_verdicts_to_reviewed`` runs ``apply_verdicts`` on the rows a
-    verdict can touch; the result equals running it on every row (then sorted by key):
+    """``apply_verdicts`` runs the verdict rules on the rows a verdict can touch; the result
+    equals running them on every row (``_apply_verdicts_all``), in the same order:
     reject, accept, edit, an edit whose text collides with an unannotated row, a no-op
     edit and a verdict for an unknown example."""
     from datetime import UTC, datetime
 
-    from instruct_assets.lib.curation_stage import apply_verdicts_to_reviewed
     from instruct_assets.lib.review.annotations import ANNOTATIONS_SCHEMA
-    from instruct_assets.lib.review.verdicts import apply_verdicts, edited_conversations
+    from instruct_assets.lib.review.verdicts import (
+        _apply_verdicts_all,
+        apply_verdicts,
+        edited_conversations,
+    )
 
     convs = [[("user", f"Question {i}?"), ("assistant", f"Answer {i}.")] for i in range(12)]
     examples = frame_from_conversations(convs, source="s")
@@ -253,14 +256,14 @@ def test_verdicts_applied_to_the_touched_rows_only_equal_apply_verdicts_on_all_r
         ann(ids[3], "edit", "Answer 3."), ann(ids[5], "edit", "Answer 9."),
         ann("unknown", "reject"),
     ], schema=ANNOTATIONS_SCHEMA)
-    full = apply_verdicts(curated, annotations, examples, cfg=cfg)
-    fast = apply_verdicts_to_reviewed(curated, annotations, examples, cfg=cfg)
-    assert fast.curated.equals(full.curated.sort("source", "example_id"))
+    full = _apply_verdicts_all(curated, annotations, examples, cfg=cfg)
+    fast = apply_verdicts(curated, annotations, examples, cfg=cfg)
+    assert fast.curated.equals(full.curated)
     assert fast.edited_examples.equals(full.edited_examples)
     assert fast.conflicts.equals(full.conflicts)
     assert fast.counts == full.counts
     assert full.counts["edit_duplicates"] == 1 and full.counts["orphan_verdicts"] == 1
     # and without any annotation every row passes through
-    none = apply_verdicts_to_reviewed(curated, annotations.head(0), examples.head(0), cfg=cfg)
-    ref = apply_verdicts(curated, annotations.head(0), examples.head(0), cfg=cfg)
-    assert none.curated.equals(ref.curated.sort("source", "example_id"))
+    none = apply_verdicts(curated, annotations.head(0), examples.head(0), cfg=cfg)
+    ref = _apply_verdicts_all(curated, annotations.head(0), examples.head(0), cfg=cfg)
+    assert none.curated.equals(ref.curated)

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
+from instruct_assets.lib.parallel import slices
 from instruct_assets.lib.quality import alignment, consistency, instructions, lengths, responses
 from instruct_assets.lib.quality.config import FLAG_ORDER, QualityThresholds
 from instruct_assets.lib.quality.text import (
@@ -192,8 +193,6 @@ _ROW_LEVEL_COLUMNS = [
         "quality_score",
     )
 ]
-#: Rows per chunk below which scoring runs in one piece.
-_MIN_CHUNK_ROWS = 50_000
 
 
 def _row_signals(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
@@ -234,14 +233,6 @@ def _row_signals(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
     return frame.select(ROW, *_ROW_LEVEL_COLUMNS)
 
 
-def _chunks(frame: pl.DataFrame) -> list[pl.DataFrame]:
-    """``frame`` cut into contiguous row slices, one per polars thread (one slice when
-    small)."""
-    n = max(1, min(pl.thread_pool_size(), frame.height // _MIN_CHUNK_ROWS))
-    size = -(-frame.height // n) if frame.height else 0
-    return [frame.slice(i * size, size) for i in range(n)] if n > 1 else [frame]
-
-
 def score_examples(normalized: pl.DataFrame, cfg: QualityThresholds | None = None) -> pl.DataFrame:
     """Quality signals for every example of a normalized frame.
 
@@ -258,7 +249,7 @@ def score_examples(normalized: pl.DataFrame, cfg: QualityThresholds | None = Non
     # One chunk per column (a multi-file read has several): gathers and joins over chunked
     # columns cost several times more, and rechunking views copies no text.
     frame = normalized.select(*KEY, "messages").rechunk().with_row_index(ROW)
-    chunks = _chunks(frame)
+    chunks = slices(frame)
     if len(chunks) == 1:
         order = key_order(frame)
         frame = _row_signals(frame, cfg)
