@@ -45,8 +45,12 @@ from instruct_assets.defs.metadata import (  # noqa: E402
 from instruct_assets.defs.resources import IngestSettings, warehouse_resource  # noqa: E402
 from instruct_assets.defs.settings import CurationSettings, QualitySettings  # noqa: E402
 from instruct_assets.lib import contract  # noqa: E402
+from instruct_assets.lib.chunks import DEFAULT_CHUNK_ROWS  # noqa: E402
 from instruct_assets.lib.paths import DataPaths  # noqa: E402
 from instruct_assets.lib.sources import discover_sources  # noqa: E402
+
+#: Rows per chunk every stage is given (``--chunk-rows``; the assets read MemorySettings).
+CHUNK_ROWS = DEFAULT_CHUNK_ROWS
 
 STAGES = ("normalize", "quality", "complexity", "decontamination", "curation", "splits",
           "exports")
@@ -363,7 +367,11 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--stage", choices=STAGES, required=True)
     ap.add_argument("--profile", type=Path, help="write cProfile output to this prefix")
+    ap.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
+                    help="rows per chunk (MemorySettings.chunk_rows)")
     args = ap.parse_args()
+    global CHUNK_ROWS
+    CHUNK_ROWS = args.chunk_rows
     print(json.dumps(run(args.data_dir, args.stage, args.profile), default=str))
 
 

@@ -24,7 +24,12 @@ from instruct_assets.defs.exports.assets import training_exports
 from instruct_assets.defs.ingest.assets import normalized_examples, staged_examples
 from instruct_assets.defs.ingest.sensors import source_sensor
 from instruct_assets.defs.quality.assets import quality_scores
-from instruct_assets.defs.resources import DataDir, IngestSettings, warehouse_resource
+from instruct_assets.defs.resources import (
+    DataDir,
+    IngestSettings,
+    MemorySettings,
+    warehouse_resource,
+)
 from instruct_assets.defs.review.assets import (
     annotations_sensor,
     human_annotations,
@@ -75,6 +80,7 @@ def build_defs(data_dir: str | os.PathLike | None = None,
             "quality_settings": QualitySettings(**settings["quality"]),
             "curation_settings": CurationSettings(**settings["curation"]),
             "export_settings": ExportSettings(**settings["exports"]),
+            "memory_settings": MemorySettings(**settings["memory"]),
             "duckdb": warehouse_resource(paths),
             "synthetic_endpoint": synthetic_endpoint_from_env(),
         },

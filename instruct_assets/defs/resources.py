@@ -13,6 +13,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from instruct_assets.lib.chunks import DEFAULT_CHUNK_ROWS
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.warehouse import connect_for_write
 
@@ -36,6 +37,18 @@ class IngestSettings(dg.ConfigurableResource):
     """
 
     max_reject_rate: float = 0.5
+
+
+class MemorySettings(dg.ConfigurableResource):
+    """How much of the data a stage holds in memory at once.
+
+    ``chunk_rows``: every stage walks its wide inputs (the conversations) in chunks of at
+    most this many rows and keeps only narrow columns across chunks. One million by default:
+    about 3.5 GB of peak memory per stage; lower it on a small machine (memory falls, time
+    grows a little per extra chunk), raise it to trade memory for fewer passes.
+    """
+
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
 
 
 class WarehouseResource(DuckDBResource):

@@ -16,6 +16,9 @@ import polars as pl
 
 from instruct_assets.lib.schema import conform
 
+#: Fixed write settings, so the same frame gives the same bytes (shared by ``lib.chunks``).
+COMPRESSION, COMPRESSION_LEVEL, ROW_GROUP_ROWS = "zstd", 1, 128 * 1024
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
@@ -41,8 +44,8 @@ def write_parquet(frame: pl.DataFrame, target: Path, schema: pl.Schema | None = 
     if schema is not None:
         frame = conform(frame, schema)
     with atomic_path(target) as tmp:
-        frame.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True,
-                            row_group_size=128 * 1024)
+        frame.write_parquet(tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
+                            statistics=True, row_group_size=ROW_GROUP_ROWS)
     return target
 
 

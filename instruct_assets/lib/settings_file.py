@@ -4,8 +4,8 @@ Why a file: the CLI, the schedule and the sensors all build the same Dagster res
 team wants its thresholds (a synthetic cap, export templates, a quality threshold) versioned
 beside its data rather than typed into the launchpad for every run. Each top-level section
 is the field set of one settings resource (``ingest``, ``quality``, ``curation``,
-``exports``); the resources themselves validate the values, so a wrong name or type fails
-with pydantic's message naming the field. Run config given in the UI still overrides it.
+``exports``, ``memory``); the resources themselves validate the values, so a wrong name or
+type fails with pydantic's message naming the field. Run config given in the UI still overrides it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ SECTIONS: dict[str, str] = {
     "quality": "quality_settings",
     "curation": "curation_settings",
     "exports": "export_settings",
+    "memory": "memory_settings",
 }
 
 
