@@ -21,6 +21,11 @@ Usage::
 ``bench/out/run_<N>/data`` (so one stage can be re-measured after a change). ``--profile``
 re-runs the named stages (default: the three slowest) under py-spy (line level, when
 installed) or cProfile, and writes ``bench/out/profile_<N>_<stage>.txt``.
+
+Ten million rows (``--rows 10000000``, ~7.6 GB of JSONL) runs every stage in chunks of
+``--chunk-rows`` (default 1,000,000, ``MemorySettings``); above 2M rows the parse floor and
+the CLI run are skipped unless asked for, and exports default to the OpenAI JSONL alone so
+the outputs fit on the disk (about 25 GB in all).
 """
 
 from __future__ import annotations
@@ -58,6 +63,11 @@ TARGETS_VS_FLOOR = {"normalize": 3.0, "quality": 6.0, "complexity+splits+exports
 TARGET_VS_DATASETS = 5.0  # our data work at least this many times faster than the baseline
 TARGET_CLI_SHARE = 1 / 3  # the CLI run end to end under this share of the baseline
 BASELINE_MAX_ROWS = 1_000_000
+#: Above this many rows the parse floor (``read_ndjson`` of the whole file: ~1.7 GB per
+#: million rows) and the CLI run (a second copy of every output) are skipped by default,
+#: and exports default to the OpenAI JSONL alone (all formats: ~3 GB per million rows).
+BIG_ROWS = 2_000_000
+BIG_EXPORTS = {"formats": ["openai"], "templates": []}
 
 FLOOR_CODE = (
     "import json, sys, time\n"
@@ -92,6 +102,8 @@ class Result:
     floor: float | None = None
     floor_cpu: float | None = None
     floor_rss: float | None = None
+    floor_note: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, Child] = field(default_factory=dict)
     baseline: Child | None = None
     baseline_note: str = ""
@@ -137,8 +149,9 @@ def input_file(rows: int, seed: int) -> Path:
     return path
 
 
-def fresh_data_dir(root: Path, jsonl: Path) -> Path:
-    """A data dir holding only the bench source (hard link to the input) and the benchmarks."""
+def fresh_data_dir(root: Path, jsonl: Path, settings: dict[str, Any] | None = None) -> Path:
+    """A data dir holding only the bench source (hard link to the input), the benchmarks,
+    and ``settings.yaml`` when ``settings`` has sections."""
     shutil.rmtree(root, ignore_errors=True)
     raw = root / "raw" / SOURCE
     raw.mkdir(parents=True)
@@ -149,11 +162,17 @@ def fresh_data_dir(root: Path, jsonl: Path) -> Path:
     bench_src = ROOT / "data" / "benchmarks"
     if bench_src.is_dir():
         shutil.copytree(bench_src, root / "benchmarks")
+    if settings:
+        (root / "settings.yaml").write_text(json.dumps(settings, indent=2) + "\n",
+                                            encoding="utf-8")  # JSON is YAML
     return root
 
 
-def run_stage(data_dir: Path, stage: str, log: Path, profile: Path | None = None) -> Child:
+def run_stage(data_dir: Path, stage: str, log: Path, profile: Path | None = None,
+              chunk_rows: int | None = None) -> Child:
     cmd = [PY, str(HERE / "stages.py"), "--data-dir", str(data_dir), "--stage", stage]
+    if chunk_rows is not None:
+        cmd += ["--chunk-rows", str(chunk_rows)]
     if profile is not None:
         cmd += ["--profile", str(profile)]
     return run_child(cmd, log)
@@ -170,9 +189,9 @@ def run_baseline(jsonl: Path, work: Path, rows: int) -> Child:
         )
 
 
-def run_cli(jsonl: Path, work: Path, rows: int) -> Child:
+def run_cli(jsonl: Path, work: Path, rows: int, settings: dict[str, Any]) -> Child:
     """``instruct-assets run`` on a fresh data dir and a fresh DAGSTER_HOME."""
-    data_dir = fresh_data_dir(work / "cli_data", jsonl)
+    data_dir = fresh_data_dir(work / "cli_data", jsonl, settings)
     home = work / "dagster_home"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
@@ -317,6 +336,11 @@ def summary(res: Result) -> dict[str, Any]:
         "cli_cpu_seconds": round(res.cli.cpu, 3) if cli else None,
         "ratio_cli_vs_datasets": _ratio(cli, base_wall),
         "stage_failures": {s: c.rc for s, c in res.stages.items() if c.rc != 0},
+        "peak_rss_mb_max": round(max(c.rss_mb for c in res.stages.values()))
+        if res.stages else None,
+        "rows_per_second": {s: round(res.rows / v) for s, v in seconds.items() if v},
+        "parse_floor_note": res.floor_note or None,
+        "settings": res.settings,
         "profiles": {s: str(p) for s, p in res.profiles.items()},
     }
 
@@ -335,8 +359,11 @@ def print_report(res: Result, s: dict[str, Any]) -> None:
         print(f"{name:<26}{fmt(sec, '9.2f')}{fmt(wall, '8.1f')}{fmt(cpu, '8.1f')}"
               f"{fmt(rate, '11,.0f')}{fmt(rss, '13,.0f')}{fmt(xf, '9.2f')}")
 
-    row("parse floor (read_ndjson)", res.floor, None, res.floor_cpu, res.floor_rss,
-        1.0 if res.floor else None)
+    if res.floor_note:
+        print(f"{'parse floor (read_ndjson)':<26}  ({res.floor_note})")
+    else:
+        row("parse floor (read_ndjson)", res.floor, None, res.floor_cpu, res.floor_rss,
+            1.0 if res.floor else None)
     for stage, child in res.stages.items():
         sec = s["seconds"].get(stage)
         row(stage if child.rc == 0 else f"{stage} FAILED", sec, child.wall,
@@ -422,21 +449,28 @@ def bench_one(rows: int, args: argparse.Namespace) -> Result:
     work.mkdir(parents=True, exist_ok=True)
     logs = OUT / "logs"
 
-    floor = min((run_child([PY, "-c", FLOOR_CODE, str(jsonl)], logs / f"floor_{rows}.log")
-                 for _ in range(args.floor_repeat)), key=lambda c: c.info.get("seconds", 1e9))
-    if floor.rc == 0:
-        res.floor, res.floor_rss = floor.info["seconds"], floor.rss_mb
-        res.floor_cpu = floor.info.get("cpu_seconds")
-    print(f"[{rows:,}] parse floor {res.floor}s", file=sys.stderr)
+    big = rows > BIG_ROWS
+    res.settings = bench_settings(rows, args)
+    if big and not args.floor_anyway:
+        res.floor_note = f"skipped above {BIG_ROWS:,} rows (--floor-anyway)"
+    else:
+        floor = min((run_child([PY, "-c", FLOOR_CODE, str(jsonl)], logs / f"floor_{rows}.log")
+                     for _ in range(args.floor_repeat)),
+                    key=lambda c: c.info.get("seconds", 1e9))
+        if floor.rc == 0:
+            res.floor, res.floor_rss = floor.info["seconds"], floor.rss_mb
+            res.floor_cpu = floor.info.get("cpu_seconds")
+    print(f"[{rows:,}] parse floor {res.floor or res.floor_note}", file=sys.stderr)
 
     data_dir = work / "data"
     stages = [s for s in STAGES if s in args.stages]
     if "normalize" in stages or not (data_dir / "normalized").is_dir():
         if "normalize" not in stages:
             stages = ["normalize", *stages]
-        fresh_data_dir(data_dir, jsonl)
+        fresh_data_dir(data_dir, jsonl, res.settings)
     for stage in stages:
-        child = run_stage(data_dir, stage, logs / f"stage_{rows}_{stage}.log")
+        child = run_stage(data_dir, stage, logs / f"stage_{rows}_{stage}.log",
+                          chunk_rows=args.chunk_rows)
         res.stages[stage] = child
         print(f"[{rows:,}] {stage}: {child.info.get('seconds')}s (wall {child.wall:.1f}s, "
               f"rss {child.rss_mb:.0f} MB, rc {child.rc})", file=sys.stderr)
@@ -457,8 +491,10 @@ def bench_one(rows: int, args: argparse.Namespace) -> Result:
 
     if args.skip_cli:
         res.cli_note = "skipped (--skip-cli)"
+    elif big and not args.cli_anyway:
+        res.cli_note = f"skipped above {BIG_ROWS:,} rows (--cli-anyway)"
     else:
-        res.cli = run_cli(jsonl, work, rows)
+        res.cli = run_cli(jsonl, work, rows, res.settings)
         print(f"[{rows:,}] CLI run: {res.cli.wall:.1f}s (rc {res.cli.rc})", file=sys.stderr)
         if res.cli.rc != 0:
             print(res.cli.tail(), file=sys.stderr)
@@ -472,6 +508,19 @@ def bench_one(rows: int, args: argparse.Namespace) -> Result:
             print(f"[{rows:,}] profiling {stage} ...", file=sys.stderr)
             res.profiles[stage] = profile_stage(data_dir, stage, rows)
     return res
+
+
+def bench_settings(rows: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``settings.yaml`` sections of the bench data dir: the chunk size when given, and
+    the exports of ``--export-formats`` (default: all below BIG_ROWS, else BIG_EXPORTS)."""
+    out: dict[str, Any] = {}
+    if args.chunk_rows is not None:
+        out["memory"] = {"chunk_rows": args.chunk_rows}
+    if args.export_formats is not None:
+        out["exports"] = {"formats": args.export_formats, "templates": args.export_templates}
+    elif rows > BIG_ROWS:
+        out["exports"] = BIG_EXPORTS
+    return out
 
 
 def main() -> None:
@@ -489,6 +538,16 @@ def main() -> None:
                     help="parse-floor runs, the fastest counts (the first may read cold)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the CLI run's data dir")
+    ap.add_argument("--chunk-rows", type=int, default=None,
+                    help="rows per chunk for every stage (MemorySettings.chunk_rows)")
+    ap.add_argument("--export-formats", nargs="*", default=None,
+                    help=f"export formats (default: all; above {BIG_ROWS:,} rows: openai)")
+    ap.add_argument("--export-templates", nargs="*", default=[],
+                    help="chat templates, with --export-formats (default: none)")
+    ap.add_argument("--floor-anyway", action="store_true",
+                    help=f"measure the parse floor above {BIG_ROWS:,} rows too")
+    ap.add_argument("--cli-anyway", action="store_true",
+                    help=f"run the CLI above {BIG_ROWS:,} rows too")
     args = ap.parse_args()
 
     print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}",

@@ -16,7 +16,12 @@ from instruct_assets.defs.ingest.assets import (
     staged_examples,
 )
 from instruct_assets.defs.quality.assets import quality_scores
-from instruct_assets.defs.resources import DataDir, IngestSettings, warehouse_resource
+from instruct_assets.defs.resources import (
+    DataDir,
+    IngestSettings,
+    MemorySettings,
+    warehouse_resource,
+)
 from instruct_assets.defs.review.assets import (
     annotations_sensor,
     human_annotations,
@@ -44,7 +49,7 @@ SOURCES = ["alpaca", "identity"]
 def resources(paths: DataPaths) -> dict:
     return {"data_dir": DataDir(path=str(paths.root)), "ingest_settings": IngestSettings(),
             "quality_settings": QualitySettings(), "curation_settings": CurationSettings(),
-            "duckdb": warehouse_resource(paths)}
+            "memory_settings": MemorySettings(), "duckdb": warehouse_resource(paths)}
 
 
 def setup(tmp_path, instance) -> DataPaths:

@@ -14,7 +14,7 @@ from instruct_assets.defs.ingest.assets import (
     normalized_examples,
     staged_examples,
 )
-from instruct_assets.defs.resources import DataDir, IngestSettings
+from instruct_assets.defs.resources import DataDir, IngestSettings, MemorySettings
 from instruct_assets.defs.synthetic.assets import SYNTHETIC, synthetic_variations
 from instruct_assets.defs.synthetic.resources import SyntheticEndpoint
 from instruct_assets.lib.paths import DataPaths
@@ -60,14 +60,16 @@ def ingest(paths: DataPaths, instance: dg.DagsterInstance, sources: list[str],
                                 selection=[STAGED, NORMALIZED], partition_key=source,
                                 instance=instance, resources={
                                     "data_dir": DataDir(path=str(paths.root)),
-                                    "ingest_settings": IngestSettings()})
+                                    "ingest_settings": IngestSettings(),
+                                    "memory_settings": MemorySettings()})
         assert result.success, source
 
 
 def generate(paths: DataPaths, instance, endpoint: SyntheticEndpoint):
     return dg.materialize(
         [synthetic_variations], instance=instance,
-        resources={"data_dir": DataDir(path=str(paths.root)), "synthetic_endpoint": endpoint},
+        resources={"data_dir": DataDir(path=str(paths.root)), "synthetic_endpoint": endpoint,
+                   "memory_settings": MemorySettings()},
         run_config={"ops": {"synthetic_variations": {"config": {
             "variations_per_seed": 2, "max_seeds_per_source": 3}}}})
 

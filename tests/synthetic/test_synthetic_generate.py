@@ -144,3 +144,16 @@ def test_seed_selection_is_by_hash_not_row_order(tmp_path):
     assert one["instruction"].str.len_chars().min() > 0
     other = select_seeds(examples, GenerationConfig(max_seeds_per_source=7, seed="other"))
     assert set(other["example_id"]) != set(one["example_id"])
+
+
+def test_seed_selection_in_chunks_equals_one_frame(tmp_path):
+    """Seeds chosen chunk by chunk (bounded memory) are the seeds of the whole frame."""
+    paths: DataPaths = make_data_dir(tmp_path, {
+        "alpaca": [real("hiyouga__LLaMA-Factory/alpaca_en_demo.json")],
+        "identity": [real("hiyouga__LLaMA-Factory/identity.json")]})
+    examples = pl.concat([normalize_source(paths, SourceSpec(name=s)).examples
+                          for s in ("alpaca", "identity")])
+    cfg = GenerationConfig(max_seeds_per_source=9)
+    whole = select_seeds(examples, cfg)
+    chunked = select_seeds(examples.iter_slices(37), cfg)
+    assert whole.height == 18 and chunked.equals(whole)

@@ -11,10 +11,11 @@ import polars as pl
 from instruct_assets.defs.ingest.assets import NORMALIZED
 from instruct_assets.defs.metadata import counts_markdown, markdown_table
 from instruct_assets.defs.quality.assets import registered_sources
-from instruct_assets.defs.resources import DataDir
+from instruct_assets.defs.resources import DataDir, MemorySettings
 from instruct_assets.defs.synthetic.resources import SyntheticEndpoint
+from instruct_assets.lib.chunks import iter_parquet_chunks
 from instruct_assets.lib.sources import discover_sources
-from instruct_assets.lib.stage_io import live_sources, read_examples
+from instruct_assets.lib.stage_io import live_sources
 from instruct_assets.lib.synthetic.cache import CompletionCache
 from instruct_assets.lib.synthetic.generate import (
     GenerationConfig,
@@ -48,7 +49,8 @@ class SyntheticConfig(dg.Config):
         "a re-run pays only for what it lacks. Skips when no endpoint is configured."),
 )
 def synthetic_variations(context: dg.AssetExecutionContext, config: SyntheticConfig,
-                         data_dir: DataDir, synthetic_endpoint: SyntheticEndpoint
+                         data_dir: DataDir, synthetic_endpoint: SyntheticEndpoint,
+                         memory_settings: MemorySettings
                          ) -> dg.MaterializeResult:
     if not synthetic_endpoint.configured:
         context.log.info("synthetic_variations skipped: no endpoint configured "
@@ -66,7 +68,9 @@ def synthetic_variations(context: dg.AssetExecutionContext, config: SyntheticCon
     cfg = GenerationConfig(variations_per_seed=config.variations_per_seed,
                            max_seeds_per_source=config.max_seeds_per_source,
                            concurrency=synthetic_endpoint.concurrency, seed=config.seed)
-    seeds = select_seeds(read_examples(paths, seed_sources), cfg)
+    files = [f for s in seed_sources if (f := paths.normalized_file(s)).exists()]
+    seeds = select_seeds(iter_parquet_chunks(
+        files, ["source", "example_id", "messages"], memory_settings.chunk_rows), cfg)
     client = synthetic_endpoint.client()
     cache = CompletionCache(layout.cache)
     result = generate(seeds, client, cache, cfg, log=context.log.info)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +82,26 @@ class GenerationResult:
     failures: dict[str, int] = field(default_factory=dict)
 
 
-def select_seeds(examples: pl.DataFrame, cfg: GenerationConfig) -> pl.DataFrame:
-    """(source, example_id, instruction, system) of the chosen seeds, sorted."""
+def select_seeds(examples: pl.DataFrame | Iterable[pl.DataFrame], cfg: GenerationConfig
+                 ) -> pl.DataFrame:
+    """(source, example_id, instruction, system) of the chosen seeds, sorted.
+
+    ``examples``: one frame, or chunks of it (``lib.chunks``); only each source's best
+    ``max_seeds_per_source`` candidates are kept across chunks, so the choice is the same
+    and memory holds one chunk.
+    """
+    chunks = [examples] if isinstance(examples, pl.DataFrame) else examples
+    kept = pl.DataFrame(schema={**dict.fromkeys(SEED_COLUMNS, pl.String), "_r": pl.String})
+    for chunk in chunks:
+        kept = _best_per_source(pl.concat([kept, _candidates(chunk, cfg)]), cfg)
+    return kept.drop("_r").sort("source", "example_id")
+
+
+def _candidates(examples: pl.DataFrame, cfg: GenerationConfig) -> pl.DataFrame:
+    """Every example with a non-empty instruction, with its seeded rank ``_r``."""
+    schema = {**dict.fromkeys(SEED_COLUMNS, pl.String), "_r": pl.String}
     if examples.height == 0:
-        return pl.DataFrame(schema=dict.fromkeys(SEED_COLUMNS, pl.String))
+        return pl.DataFrame(schema=schema)
     role = pl.element().struct.field("role")
     content = pl.element().struct.field("content")
     frame = examples.select(
@@ -102,9 +118,12 @@ def select_seeds(examples: pl.DataFrame, cfg: GenerationConfig) -> pl.DataFrame:
                         "FROM keys", params={"seed": cfg.seed}).pl()["r"]
     finally:
         con.close()
-    return (frame.with_columns(_r=ranks).sort("_r", "example_id")
-            .filter(pl.int_range(pl.len()).over("source") < cfg.max_seeds_per_source)
-            .drop("_r").sort("source", "example_id"))
+    return frame.with_columns(_r=ranks).select(*schema)
+
+
+def _best_per_source(frame: pl.DataFrame, cfg: GenerationConfig) -> pl.DataFrame:
+    return (frame.sort("_r", "example_id")
+            .filter(pl.int_range(pl.len()).over("source") < cfg.max_seeds_per_source))
 
 
 class _Caller:
