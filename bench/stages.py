@@ -44,7 +44,6 @@ from instruct_assets.defs.metadata import (  # noqa: E402
 )
 from instruct_assets.defs.resources import IngestSettings, warehouse_resource  # noqa: E402
 from instruct_assets.defs.settings import CurationSettings, QualitySettings  # noqa: E402
-from instruct_assets.lib import contract  # noqa: E402
 from instruct_assets.lib.chunks import DEFAULT_CHUNK_ROWS  # noqa: E402
 from instruct_assets.lib.paths import DataPaths  # noqa: E402
 from instruct_assets.lib.sources import discover_sources  # noqa: E402
@@ -83,44 +82,48 @@ def _live(paths: DataPaths) -> list[str]:
     return live_sources(paths, _registered(paths))
 
 
-def stage_normalize(paths: DataPaths, part: Parts) -> dict[str, Any]:
-    """``staged_examples`` then, when its blocking checks pass, ``normalized_examples``."""
-    from dataclasses import asdict
+def _settings(paths: DataPaths, section: str, cls: type) -> Any:
+    """The settings resource ``cls`` with its section of ``<data dir>/settings.yaml``, as
+    ``definitions.build_defs`` builds it for the assets."""
+    from instruct_assets.lib.settings_file import read_settings
 
+    return cls(**read_settings(paths)[section])
+
+
+def stage_normalize(paths: DataPaths, part: Parts) -> dict[str, Any]:
+    """``staged_examples`` then, when its blocking checks pass, ``normalized_examples``.
+
+    Always normalizes (no fingerprint shortcut), streaming each source in chunks of
+    ``CHUNK_ROWS`` (normalize, checks and the staged write happen chunk by chunk)."""
     from instruct_assets.defs.ingest.assets import CODE_VERSION, INGEST_CHECKS
     from instruct_assets.lib.fingerprint import source_fingerprint
-    from instruct_assets.lib.normalize import normalize_source
-    from instruct_assets.lib.publish import promote, read_report, write_staging
+    from instruct_assets.lib.publish import promote, read_report, stage_source
 
-    settings = IngestSettings()
+    settings = _settings(paths, "ingest", IngestSettings)
     out: dict[str, Any] = {"rows": 0, "rejects": 0, "held_back": {}}
     for source, spec in discover_sources(paths).items():
         with part("fingerprint"):
             fingerprint = source_fingerprint(paths, spec, {}, CODE_VERSION)
-        with part("normalize_source"):
-            result = normalize_source(paths, spec)
-        with part("checks"):
-            outcomes = contract.source_checks(result.examples, result.records_read,
-                                              result.rejects.height, settings.max_reject_rate)
-        with part("write_staging"):
-            write_staging(paths, source, result, fingerprint,
-                          {name: asdict(o) for name, o in outcomes.items()})
+        with part("stage_source"):
+            staged = stage_source(paths, spec, fingerprint, settings.max_reject_rate,
+                                  chunk_rows=CHUNK_ROWS)
+        outcomes = staged.outcomes
         with part("metadata"):
             files = pl.DataFrame([
                 {"file": f.file, "container": f.container, "format": f.format,
                  "format_share": f.format_share, "records": f.records_read, "rows": f.rows,
                  "rejects": f.rejects}
-                for f in result.files])
-            reject_sample = result.rejects.select("source_file", "source_row", "reason_code",
+                for f in staged.files])
+            reject_sample = staged.rejects.select("source_file", "source_row", "reason_code",
                                                   "detail")
-            counts_markdown(result.rejects_by_reason(), "reason_code")
-            counts_markdown(result.formats(), "format")
+            counts_markdown(staged.rejects_by_reason(), "reason_code")
+            counts_markdown(staged.formats, "format")
             markdown_table(files, limit=50)
-            conversation_preview(result.examples)
+            conversation_preview(staged.head)
             markdown_table(reject_sample)
         failed = [n for n, o in outcomes.items() if not o.passed and INGEST_CHECKS[n][1]]
-        out["rows"] += result.examples.height
-        out["rejects"] += result.rejects.height
+        out["rows"] += staged.rows
+        out["rejects"] += staged.rejects.height
         if failed:
             out["held_back"][source] = failed
             continue
@@ -138,37 +141,37 @@ def stage_quality(paths: DataPaths, part: Parts) -> dict[str, Any]:
     from instruct_assets.lib.quality.table import score_histogram, worst_examples
     from instruct_assets.lib.warehouse import replace_views
 
-    settings = QualitySettings()
+    settings = _settings(paths, "quality", QualitySettings)
     sources = _live(paths)
     with part("publish_quality"):
         stage = publish_quality(paths, sources, settings.quality_config(),
-                                settings.dedup_config())
+                                settings.dedup_config(), chunk_rows=CHUNK_ROWS)
     with part("warehouse_views"), warehouse_resource(paths).get_connection() as con:
         replace_views(con, stage.views)
-    quality, summary, flags = stage.quality, stage.summary, stage.flags
+    narrow, summary, flags = stage.narrow, stage.summary, stage.flags
     with part("checks"):
         over = summary.filter(pl.col("flagged_share") > settings.max_flagged_share)
         stage.missing["example_id"].head(5).to_list()
         markdown_table(over.select("source", "flagged_share", "flags_by_kind"), limit=20)
     with part("metadata"):
-        flagged = int((quality["quality_flags"].list.len() > 0).sum()) if quality.height else 0
+        flagged = int(narrow["flagged"].sum()) if narrow.height else 0
         totals = dict(flags.group_by("flag").agg(pl.col("rows").sum())
                       .sort("rows", descending=True).iter_rows())
-        column_schema(quality.schema, QUALITY_COLUMNS)
-        float(quality["quality_score"].mean() or 0.0)
+        column_schema(stage.schema, QUALITY_COLUMNS)
+        float(narrow["quality_score"].mean() or 0.0)
         counts_markdown(totals, "flag")
-        counts_markdown(score_histogram(quality), "quality_score", "rows")
-        markdown_table(worst_examples(quality), limit=5 * max(len(sources), 1), width=100)
+        counts_markdown(score_histogram(narrow), "quality_score", "rows")
+        markdown_table(worst_examples(stage.worst), limit=5 * max(len(sources), 1), width=100)
         markdown_table(summary.drop("output_shapes"), limit=50, width=120)
     return {
-        "rows": quality.height,
+        "rows": stage.rows,
         "flagged_rows": flagged,
-        "exact_duplicates": int(quality["is_exact_duplicate"].sum() or 0),
-        "near_duplicates": int(quality["is_near_duplicate"].sum() or 0),
+        "exact_duplicates": int(narrow["is_exact_duplicate"].sum() or 0),
+        "near_duplicates": int(narrow["is_near_duplicate"].sum() or 0),
         "score_seconds": round(stage.seconds, 3),
         "checks_failed": [n for n, bad in (
             ("one_quality_row_per_example", stage.missing.height or stage.duplicated
-             or quality.height != stage.examples_rows),
+             or stage.rows != stage.examples_rows),
             ("scores_in_range", stage.out_of_range.height)) if bad],
     }
 
@@ -179,9 +182,10 @@ def stage_complexity(paths: DataPaths, part: Parts) -> dict[str, Any]:
     from instruct_assets.lib.curation_stage import publish_complexity
     from instruct_assets.lib.warehouse import replace_views
 
-    settings = CurationSettings()
+    settings = _settings(paths, "curation", CurationSettings)
     with part("publish_complexity"):
-        stage = publish_complexity(paths, _live(paths), settings.complexity_config())
+        stage = publish_complexity(paths, _live(paths), settings.complexity_config(),
+                                   chunk_rows=CHUNK_ROWS)
     scored = stage.scored
     with part("warehouse_views"), warehouse_resource(paths).get_connection() as con:
         replace_views(con, stage.views)
@@ -202,9 +206,10 @@ def stage_decontamination(paths: DataPaths, part: Parts) -> dict[str, Any]:
     from instruct_assets.lib.curation_stage import publish_contamination
     from instruct_assets.lib.warehouse import replace_views
 
-    settings = CurationSettings()
+    settings = _settings(paths, "curation", CurationSettings)
     with part("publish_contamination"):
-        stage = publish_contamination(paths, _live(paths), settings.decontam_config())
+        stage = publish_contamination(paths, _live(paths), settings.decontam_config(),
+                                      chunk_rows=CHUNK_ROWS)
     found, hits = stage.found, stage.hits
     with part("warehouse_views"), warehouse_resource(paths).get_connection() as con:
         replace_views(con, stage.views)
@@ -225,10 +230,11 @@ def stage_curation(paths: DataPaths, part: Parts) -> dict[str, Any]:
     from instruct_assets.lib.curation_stage import publish_curation
     from instruct_assets.lib.warehouse import replace_views
 
-    settings = CurationSettings()
+    settings = _settings(paths, "curation", CurationSettings)
     with part("publish_curation"):
         stage = publish_curation(paths, _live(paths), settings.curation_config(),
-                                 QualitySettings().quality_config())
+                                 _settings(paths, "quality", QualitySettings).quality_config(),
+                                 chunk_rows=CHUNK_ROWS)
     curated, verdicts = stage.curated, stage.verdicts
     with part("warehouse_views"), warehouse_resource(paths).get_connection() as con:
         replace_views(con, stage.views)
@@ -249,16 +255,16 @@ def stage_splits(paths: DataPaths, part: Parts) -> dict[str, Any]:
     from instruct_assets.lib.splits import split_report
     from instruct_assets.lib.warehouse import replace_views, view_over
 
-    settings = CurationSettings()
+    settings = _settings(paths, "curation", CurationSettings)
     cfg = settings.split_config()
     outcome = run_splits(paths, _live(paths), cfg, settings.complexity_config(), part,
-                         synthetic_cap=settings.synthetic_cap_config())
+                         synthetic_cap=settings.synthetic_cap_config(), chunk_rows=CHUNK_ROWS)
     assignments, integrity = outcome.assignments, outcome.integrity
     with part("warehouse_views"), warehouse_resource(paths).get_connection() as con:
         replace_views(con, {
-            "splits": view_over([outcome.assignments_path], assignments.schema),
+            "splits": view_over([outcome.assignments_path], outcome.assignments_schema),
             **{name: view_over([outcome.files[name]], SET_SCHEMA) for name in SPLIT_NAMES},
-            "synthetic_capped": view_over([outcome.capped_path], outcome.capped.schema),
+            "synthetic_capped": view_over([outcome.capped_path], outcome.capped_schema),
         })
     with part("checks"):
         outcome.excluded_in["example_id"].head(5).to_list()
@@ -266,7 +272,7 @@ def stage_splits(paths: DataPaths, part: Parts) -> dict[str, Any]:
         report = split_report(assignments)
         tiers_by_split = (assignments.group_by("split", "complexity_tier").len()
                           .sort("split", "complexity_tier"))
-        column_schema(assignments.schema)
+        column_schema(outcome.assignments_schema)
         markdown_table(tiers_by_split, limit=20)
         markdown_table(report.group_by("split", "origin").agg(pl.col("rows").sum())
                        .sort("split", "origin"), limit=20)
@@ -288,11 +294,12 @@ def stage_exports(paths: DataPaths, part: Parts) -> dict[str, Any]:
     from instruct_assets.defs.settings import ExportSettings
     from instruct_assets.lib.export.stage import run_exports
 
-    quality_settings, curation_settings = QualitySettings(), CurationSettings()
-    export_settings = ExportSettings()
+    quality_settings = _settings(paths, "quality", QualitySettings)
+    curation_settings = _settings(paths, "curation", CurationSettings)
+    export_settings = _settings(paths, "exports", ExportSettings)
     outcome = run_exports(paths, _live(paths), export_settings.kinds(), {
         "quality": quality_settings.model_dump(), "curation": curation_settings.model_dump(),
-        "exports": export_settings.model_dump()}, part=part)
+        "exports": export_settings.model_dump()}, part=part, chunk_rows=CHUNK_ROWS)
     with part("metadata"):
         markdown_table(outcome.files, limit=50, width=90)
     kinds = {f"{split}/{kind}": info["seconds"] for split, res in outcome.results.items()

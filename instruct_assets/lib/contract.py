@@ -31,16 +31,56 @@ class CheckOutcome:
 
 
 def _rows_where(frame: pl.DataFrame, bad: pl.Expr | pl.Series, what: str) -> CheckOutcome:
-    failing = frame.filter(bad)
-    head = failing.sort("source_file", "source_row").head(SAMPLE)
-    return CheckOutcome(
-        passed=failing.height == 0,
-        failing=failing.height,
-        description=(f"all {frame.height} rows: {what}" if failing.height == 0 else
-                     f"{failing.height} of {frame.height} rows violate: {what}"),
-        sample_rows=head["source_row"].to_list(),
-        sample_ids=head["example_id"].to_list(),
-    )
+    return _Failing.of(frame, bad, what).outcome(frame.height)
+
+
+#: The narrow columns a failing-row sample is made of (sorted by file, then row).
+_SAMPLE_COLUMNS = ("source_file", "source_row", "example_id")
+
+
+def _first_rows(narrow: pl.DataFrame) -> pl.DataFrame:
+    """The first ``SAMPLE`` rows by (file, row), without sorting every row."""
+    if narrow.height > SAMPLE:
+        narrow = narrow.bottom_k(SAMPLE, by=["source_file", "source_row"])
+    return narrow.sort("source_file", "source_row")
+
+
+@dataclass
+class _Failing:
+    """Failing rows of one row check over one or more chunks: a count and the first
+    ``SAMPLE`` failing rows (narrow), so chunk results merge into the whole-frame result."""
+
+    what: str
+    failing: int = 0
+    head: pl.DataFrame | None = None
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame, bad: pl.Expr | pl.Series, what: str) -> _Failing:
+        mask = bad if isinstance(bad, pl.Series) else frame.select(bad).to_series()
+        n = int(mask.sum() or 0)
+        head = (_first_rows(frame.select(*_SAMPLE_COLUMNS).filter(mask)) if n
+                else frame.select(*_SAMPLE_COLUMNS).clear())
+        return cls(what, n, head)
+
+    def merge(self, other: _Failing) -> _Failing:
+        if self.head is None or not other.failing:
+            return other if self.head is None else self
+        if not self.failing:
+            return other
+        return _Failing(self.what, self.failing + other.failing,
+                        _first_rows(pl.concat([self.head, other.head])))
+
+    def outcome(self, total: int) -> CheckOutcome:
+        head = self.head if self.head is not None else pl.DataFrame(
+            schema={"source_row": pl.Int64, "example_id": pl.String})
+        return CheckOutcome(
+            passed=self.failing == 0,
+            failing=self.failing,
+            description=(f"all {total} rows: {self.what}" if self.failing == 0 else
+                         f"{self.failing} of {total} rows violate: {self.what}"),
+            sample_rows=head["source_row"].to_list(),
+            sample_ids=head["example_id"].to_list(),
+        )
 
 
 def _roles() -> pl.Expr:
@@ -56,26 +96,26 @@ def schema_matches(frame: pl.DataFrame) -> CheckOutcome:
                         f"schema differs: have {have}, want {want}")
 
 
-def roles_valid(frame: pl.DataFrame) -> CheckOutcome:
+def _roles_valid(frame: pl.DataFrame) -> _Failing:
     bad = ~_roles().list.eval(pl.element().is_in(list(ROLES))).list.all()
-    return _rows_where(frame, bad, f"every role is one of {list(ROLES)}")
+    return _Failing.of(frame, bad, f"every role is one of {list(ROLES)}")
 
 
-def system_only_first(frame: pl.DataFrame) -> CheckOutcome:
+def _system_only_first(frame: pl.DataFrame) -> _Failing:
     later_system = pl.col("messages").list.slice(1).list.eval(
         pl.element().struct.field("role") == "system").list.any()
-    return _rows_where(frame, later_system, "a system turn appears only first")
+    return _Failing.of(frame, later_system, "a system turn appears only first")
 
 
-def first_turn_is_user(frame: pl.DataFrame) -> CheckOutcome:
+def _first_turn_is_user(frame: pl.DataFrame) -> _Failing:
     roles = _roles()
     first_real = pl.when(roles.list.first() == "system").then(roles.list.get(1, null_on_oob=True)) \
         .otherwise(roles.list.first())
-    return _rows_where(frame, first_real.fill_null("") != "user",
+    return _Failing.of(frame, first_real.fill_null("") != "user",
                        "the first non-system turn is the user's")
 
 
-def turns_alternate(frame: pl.DataFrame) -> CheckOutcome:
+def _turns_alternate(frame: pl.DataFrame) -> _Failing:
     """user/assistant alternate; tool turns only around assistant tool calls.
 
     Call turns are not marked in the canonical schema, so an assistant turn directly followed
@@ -88,7 +128,7 @@ def turns_alternate(frame: pl.DataFrame) -> CheckOutcome:
         pairs = marked.list.eval(pl.element().shift(1) + ">" + pl.element()).list.slice(1)
         return ~pairs.list.eval(pl.element().is_in(list(ALLOWED_TRANSITIONS))).list.all()
 
-    return _rows_where(frame, _per_role_sequence(frame, bad),
+    return _Failing.of(frame, _per_role_sequence(frame, bad),
                        "turns alternate user/assistant (tool turns after calls)")
 
 
@@ -103,35 +143,94 @@ def _per_role_sequence(frame: pl.DataFrame, bad: Callable[[pl.Expr], pl.Expr]) -
                                      maintain_order="left")["_bad"]
 
 
-def ends_with_assistant(frame: pl.DataFrame) -> CheckOutcome:
-    return _rows_where(frame, _roles().list.last().fill_null("") != "assistant",
+def _ends_with_assistant(frame: pl.DataFrame) -> _Failing:
+    return _Failing.of(frame, _roles().list.last().fill_null("") != "assistant",
                        "the conversation ends with an assistant turn")
 
 
-def no_empty_content(frame: pl.DataFrame) -> CheckOutcome:
+def _no_empty_content(frame: pl.DataFrame) -> _Failing:
     empty = pl.col("messages").list.eval(
         pl.element().struct.field("content").fill_null("").str.strip_chars() == "").list.any()
-    return _rows_where(frame, empty | (pl.col("messages").list.len() == 0),
+    return _Failing.of(frame, empty | (pl.col("messages").list.len() == 0),
                        "no turn has empty content")
 
 
+_ID_UNIQUE = "example_id is unique within the source"
+
+
 def example_id_unique(frame: pl.DataFrame) -> CheckOutcome:
-    return _rows_where(frame, pl.col("example_id").is_duplicated() | pl.col("example_id").is_null(),
-                       "example_id is unique within the source")
+    return _rows_where(frame, pl.col("example_id").is_duplicated()
+                       | pl.col("example_id").is_null(), _ID_UNIQUE)
+
+
+def roles_valid(frame: pl.DataFrame) -> CheckOutcome:
+    return _roles_valid(frame).outcome(frame.height)
+
+
+def system_only_first(frame: pl.DataFrame) -> CheckOutcome:
+    return _system_only_first(frame).outcome(frame.height)
+
+
+def first_turn_is_user(frame: pl.DataFrame) -> CheckOutcome:
+    return _first_turn_is_user(frame).outcome(frame.height)
+
+
+def turns_alternate(frame: pl.DataFrame) -> CheckOutcome:
+    return _turns_alternate(frame).outcome(frame.height)
+
+
+def ends_with_assistant(frame: pl.DataFrame) -> CheckOutcome:
+    return _ends_with_assistant(frame).outcome(frame.height)
+
+
+def no_empty_content(frame: pl.DataFrame) -> CheckOutcome:
+    return _no_empty_content(frame).outcome(frame.height)
 
 
 def one_format(frame: pl.DataFrame) -> CheckOutcome:
-    counts = dict(frame["source_format"].value_counts().iter_rows())
-    counts = {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))}
-    ok = len(counts) <= 1
-    minority = frame.filter(pl.col("source_format") != max(counts, key=counts.get)) \
-        if not ok else frame.clear()
-    head = minority.sort("source_file", "source_row").head(SAMPLE)
-    return CheckOutcome(
-        ok, minority.height,
-        f"one format per source: {counts}" if ok else
-        f"the source mixes formats {counts}; split it into one folder per format",
-        head["source_row"].to_list(), head["example_id"].to_list(), counts)
+    acc = _Formats()
+    acc.add(frame)
+    return acc.outcome()
+
+
+@dataclass
+class _Formats:
+    """``one_format_per_source`` over chunks: rows per format (null included, as
+    ``value_counts`` counts it) and each format's first ``SAMPLE`` rows, enough to name the
+    minority rows once the whole source's majority format is known."""
+
+    counts: dict[str | None, int] = field(default_factory=dict)
+    heads: dict[str | None, pl.DataFrame] = field(default_factory=dict)
+
+    def add(self, frame: pl.DataFrame) -> None:
+        for fmt, n in frame["source_format"].value_counts().iter_rows():
+            self.counts[fmt] = self.counts.get(fmt, 0) + int(n)
+        if frame["source_format"].n_unique() == 1:
+            parts = {frame["source_format"][0]: frame.select(*_SAMPLE_COLUMNS)}
+        else:
+            parts = {fmt: rows.drop("source_format") for (fmt,), rows in
+                     frame.select(*_SAMPLE_COLUMNS, "source_format")
+                     .partition_by("source_format", as_dict=True).items()}
+        for fmt, rows in parts.items():
+            head = _first_rows(rows)
+            self.heads[fmt] = head if fmt not in self.heads else _first_rows(
+                pl.concat([self.heads[fmt], head]))
+
+    def outcome(self) -> CheckOutcome:
+        counts = {str(k): int(v) for k, v in sorted(self.counts.items(), key=lambda kv: str(kv[0]))}
+        ok = len(counts) <= 1
+        failing, head = 0, pl.DataFrame(schema={"source_row": pl.Int64, "example_id": pl.String})
+        if not ok:
+            main = max(counts, key=counts.get)
+            minority = [f for f in self.counts if f is not None and f != main]
+            failing = sum(self.counts[f] for f in minority)
+            if minority:
+                head = _first_rows(pl.concat([self.heads[f] for f in minority]))
+        return CheckOutcome(
+            ok, failing,
+            f"one format per source: {counts}" if ok else
+            f"the source mixes formats {counts}; split it into one folder per format",
+            head["source_row"].to_list(), head["example_id"].to_list(), counts)
 
 
 def row_accounting(records_read: int, rows: int, rejects: int) -> CheckOutcome:
@@ -161,11 +260,92 @@ ROW_CHECKS = {
     "one_format_per_source": one_format,
 }
 
+#: The row checks that are local to a row: their chunk results merge by count and sample.
+_LOCAL_CHECKS: dict[str, Callable[[pl.DataFrame], _Failing]] = {
+    "roles_valid": _roles_valid,
+    "system_only_first": _system_only_first,
+    "first_turn_is_user": _first_turn_is_user,
+    "turns_alternate": _turns_alternate,
+    "ends_with_assistant": _ends_with_assistant,
+    "no_empty_content": _no_empty_content,
+}
+
+
+class SourceChecks:
+    """Every check of one source, fed chunk by chunk (in any order) with :meth:`add`.
+
+    Why: a ten-million-row source cannot be checked as one frame. Row-local checks keep a
+    count and the first failing rows per check; ``one_format_per_source`` keeps rows per
+    format; ``example_id_unique`` keeps the ids with their (file, row) -- about 50 bytes a
+    row, the only state that grows with the source -- because a duplicate may span chunks.
+    The outcomes equal :func:`source_checks` on the concatenated frame.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._schema: CheckOutcome | None = None
+        self._local: dict[str, _Failing] = {}
+        self._formats = _Formats()
+        self._ids: list[pl.DataFrame] = []
+        self._files: dict[str, int] = {}
+
+    def add(self, frame: pl.DataFrame) -> None:
+        self.rows += frame.height
+        schema = schema_matches(frame)
+        if self._schema is None or (self._schema.passed and not schema.passed):
+            self._schema = schema
+        for name, check in _LOCAL_CHECKS.items():
+            part = check(frame)
+            self._local[name] = self._local[name].merge(part) if name in self._local else part
+        self._formats.add(frame)
+        self._ids.append(self._narrow_ids(frame))
+
+    def _narrow_ids(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """(example_id, file index, source_row): file names are kept once, not per row."""
+        names = frame["source_file"].unique(maintain_order=True).to_list()
+        for name in names:
+            self._files.setdefault(name, len(self._files))
+        if not names:
+            file = pl.lit(None, dtype=pl.UInt32)
+        elif len(names) == 1:
+            file = pl.lit(self._files[names[0]], dtype=pl.UInt32)
+        else:
+            file = pl.col("source_file").replace_strict(self._files, return_dtype=pl.UInt32)
+        return frame.select("example_id", file.alias("_file"), "source_row")
+
+    def _id_unique(self) -> CheckOutcome:
+        ids = pl.concat(self._ids) if len(self._ids) > 1 else self._ids[0]
+        bad = ids.select(pl.col("example_id").is_duplicated()
+                         | pl.col("example_id").is_null()).to_series()
+        failing = ids.filter(bad)
+        names = pl.DataFrame({"_file": range(len(self._files)), "source_file": list(self._files)},
+                             schema={"_file": pl.UInt32, "source_file": pl.String})
+        narrow = failing.join(names, on="_file", how="left", maintain_order="left").select(
+            "source_file", "source_row", "example_id")
+        head = _first_rows(narrow)
+        return _Failing(_ID_UNIQUE, failing.height, head).outcome(self.rows)
+
+    def outcomes(self, records_read: int, rejects: int,
+                 max_reject_rate: float) -> dict[str, CheckOutcome]:
+        if self._schema is None:
+            self.add(pl.DataFrame(schema=NORMALIZED_SCHEMA))
+        assert self._schema is not None
+        out: dict[str, CheckOutcome] = {"schema_matches_contract": self._schema}
+        for name in ROW_CHECKS:
+            if name in self._local:
+                out[name] = self._local[name].outcome(self.rows)
+            elif name == "example_id_unique":
+                out[name] = self._id_unique()
+            elif name == "one_format_per_source":
+                out[name] = self._formats.outcome()
+        out["row_accounting"] = row_accounting(records_read, self.rows, rejects)
+        out["reject_rate_below_ceiling"] = reject_rate(records_read, rejects, max_reject_rate)
+        return out
+
 
 def source_checks(examples: pl.DataFrame, records_read: int, rejects: int,
                   max_reject_rate: float) -> dict[str, CheckOutcome]:
     """Every check of one normalized source, by name (the ingestion asset's checks)."""
-    outcomes = {name: check(examples) for name, check in ROW_CHECKS.items()}
-    outcomes["row_accounting"] = row_accounting(records_read, examples.height, rejects)
-    outcomes["reject_rate_below_ceiling"] = reject_rate(records_read, rejects, max_reject_rate)
-    return outcomes
+    checks = SourceChecks()
+    checks.add(examples)
+    return checks.outcomes(records_read, rejects, max_reject_rate)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import polars as pl
 
+from instruct_assets.lib.chunks import DEFAULT_CHUNK_ROWS
 from instruct_assets.lib.formats.chat import chat_sql
 from instruct_assets.lib.formats.detect import FieldMap, detect_fields
 from instruct_assets.lib.formats.fast_pairs import fast_fieldmap, fast_map
@@ -24,8 +27,9 @@ from instruct_assets.lib.formats.pairs import pairs_sql
 from instruct_assets.lib.formats.qa_text import qa_text_sql, qa_text_turns
 from instruct_assets.lib.formats.turns import CALL_SPEAKERS, build_messages, role_map
 from instruct_assets.lib.paths import DataPaths
-from instruct_assets.lib.readers import RawBatch, read_file
+from instruct_assets.lib.readers import FileRejected, RawBatch, read_file
 from instruct_assets.lib.readers.base import RECORDS_SCHEMA, excerpt
+from instruct_assets.lib.readers.chunked import Piece, StreamBroken, file_pieces, read_piece
 from instruct_assets.lib.schema import (
     NORMALIZED_SCHEMA,
     RAW_EXCERPT_CHARS,
@@ -76,33 +80,236 @@ class NormalizedSource:
 
 
 def normalize_source(paths: DataPaths, spec: SourceSpec,
-                     files: list[Path] | None = None) -> NormalizedSource:
+                     files: list[Path] | None = None, *,
+                     chunk_rows: int = DEFAULT_CHUNK_ROWS) -> NormalizedSource:
     """Normalize every file of ``spec`` (or ``files``, when a caller lists them itself);
-    the result is deterministic for the same bytes."""
-    examples, rejects, reports = [], [], []
-    con = duckdb.connect()
-    try:
-        for file in source_files(paths, spec) if files is None else files:
-            ex, rej, report = normalize_file(con, paths, spec, file)
-            examples.append(ex)
+    the result is deterministic for the same bytes and the same for every ``chunk_rows``.
+
+    This holds the whole source in memory (tests, small tools); the ingestion asset streams
+    it with :func:`run_chunked` instead."""
+    def collect(stream: SourceStream) -> list[pl.DataFrame]:
+        return list(stream.examples())
+
+    frames, stream = run_chunked(paths, spec, files, chunk_rows, collect)
+    examples = frames[0] if len(frames) == 1 else pl.concat(frames)
+    return NormalizedSource(examples, stream.rejects, stream.files)
+
+
+T = TypeVar("T")
+
+
+def run_chunked(paths: DataPaths, spec: SourceSpec, files: list[Path] | None, chunk_rows: int,
+                consume: Callable[[SourceStream], T]) -> tuple[T, SourceStream]:
+    """``consume(stream)`` over one pass of the source; redone (rarely) when a pass finds it
+    must read a file differently (a gzip stream breaking mid-file, or a cut file with more
+    than ``MAX_KEYSETS`` key sets), so ``consume`` must write nothing visible on an error
+    (``ChunkedParquetWriter`` does not)."""
+    plan = Plan()
+    while True:
+        stream = SourceStream(paths, spec, files, chunk_rows, plan)
+        try:
+            return consume(stream), stream
+        except _Redo as redo:
+            plan = redo.plan
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a pass reads files that an earlier pass could not stream as they came."""
+
+    #: files (relative paths) read whole, as an unchunked run does
+    whole: frozenset[str] = frozenset()
+    #: cut files whose key sets must be ranked over the whole file first (None: not yet)
+    ranked: dict[str, frozenset[tuple[str, ...]] | None] = field(default_factory=dict)
+
+
+class _Redo(Exception):
+    def __init__(self, plan: Plan) -> None:
+        super().__init__("redo the source with a new reading plan")
+        self.plan = plan
+
+
+@dataclass
+class _Tally:
+    """What one batch (a whole file, or a piece of one) contributed to its file's report."""
+
+    units: int
+    fmt_counts: dict[str, int]
+    blank_lines: int
+    keysets: set[tuple[str, ...]] = field(default_factory=set)
+    fast_columns: tuple[str, ...] | None = None
+
+
+class SourceStream:
+    """One pass over a source: its examples in final order, in frames of about
+    ``chunk_rows`` rows, with ids; then its rejects and per-file reports.
+
+    Files are read in order of their relative path (the final order). A JSON Lines file of
+    more than ``chunk_rows`` lines is read in pieces of ``chunk_rows`` lines
+    (``readers.chunked``); other files are read whole. Small files' rows are gathered up to
+    ``chunk_rows`` per frame, so a source that fits in one chunk is one frame, exactly as an
+    unchunked run makes it. Across frames only narrow state is kept: the repeat count of
+    each content digest (ids), the rejects (excerpts) and the file reports.
+    """
+
+    def __init__(self, paths: DataPaths, spec: SourceSpec, files: list[Path] | None,
+                 chunk_rows: int, plan: Plan) -> None:
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+        self.paths, self.spec, self.chunk_rows, self.plan = paths, spec, chunk_rows, plan
+        found = source_files(paths, spec) if files is None else files
+        self._files = sorted(found, key=paths.relative)
+        self.files: list[FileReport] = []
+        self.rows = 0
+        #: True once a file was cut into pieces (more than one frame may follow)
+        self.cut = False
+        self._rejects: list[pl.DataFrame] = []
+        self.rejects = pl.DataFrame(schema=REJECTS_SCHEMA)
+
+    @property
+    def records_read(self) -> int:
+        return sum(f.records_read for f in self.files)
+
+    def examples(self) -> Iterator[pl.DataFrame]:
+        """The examples (NORMALIZED_SCHEMA, ids assigned); when exhausted, ``rejects`` and
+        ``files`` are complete and the row accounting is asserted."""
+        con = duckdb.connect()
+        counter = _RepeatCounter()
+        pending: list[pl.DataFrame] = []
+        pending_rows, flushed = 0, False
+        try:
+            for file in self._files:
+                for part in self._file(con, file):
+                    if pending and pending_rows + part.height > self.chunk_rows:
+                        frame = self._flush(pending, counter)
+                        pending, pending_rows, flushed = [], 0, True
+                        yield frame
+                        del frame
+                    pending.append(part)
+                    pending_rows += part.height
+                    del part
+                    if pending_rows >= self.chunk_rows:
+                        frame = self._flush(pending, counter)
+                        pending, pending_rows, flushed = [], 0, True
+                        yield frame
+                        del frame
+            if pending or not flushed:
+                frame = self._flush(pending, counter)
+                pending = []
+                yield frame
+                del frame
+        finally:
+            con.close()
+        self.rejects = conform(_in_file_order(
+            pl.concat(self._rejects) if self._rejects else pl.DataFrame(schema=REJECTS_SCHEMA)),
+            REJECTS_SCHEMA)
+        self._rejects = []
+        if self.rows + self.rejects.height != self.records_read:
+            raise AssertionError(
+                f"source {self.spec.name}: {self.records_read} records read but "
+                f"{self.rows} rows + {self.rejects.height} rejects")
+
+    def _flush(self, pending: list[pl.DataFrame], counter: _RepeatCounter) -> pl.DataFrame:
+        frame = (pending[0] if len(pending) == 1 else pl.concat(pending) if pending
+                 else pl.DataFrame(schema=NORMALIZED_SCHEMA))
+        pending.clear()
+        frame = conform(counter.assign(_in_file_order(frame)), NORMALIZED_SCHEMA)
+        self.rows += frame.height
+        return frame
+
+    def _file(self, con: duckdb.DuckDBPyConnection, file: Path) -> Iterator[pl.DataFrame]:
+        """The examples of one file, whole or piece by piece (rejects/report kept aside)."""
+        rel = self.paths.relative(file)
+        pieces = None if rel in self.plan.whole else file_pieces(file, self.chunk_rows)
+        if pieces is None:
+            yield self._whole(con, rel, read_file(file))
+            return
+        piece: Piece | None = next(pieces)
+        assert piece is not None
+        if piece.whole:
+            data, offsets, piece = piece.data, piece.offsets, None
+            examples = self._whole(con, rel, read_file(file, data=data, offsets=offsets))
+            del data, offsets  # not held while the caller writes
+            yield examples
+            return
+        self.cut = True
+        allowed = None
+        if rel in self.plan.ranked:
+            allowed = self.plan.ranked[rel]
+            if allowed is None:
+                allowed = self._rank_keysets(con, file)
+                self.plan.ranked[rel] = allowed
+        tallies: list[_Tally] = []
+        rejects: list[pl.DataFrame] = []
+        rows, content = 0, False
+        keysets: set[tuple[str, ...]] = set()
+        fast: set[tuple[str, ...]] = set()
+        while piece is not None:
+            try:
+                batch = read_piece(piece, file, table=allowed is None)
+            except FileRejected as exc:  # only the first piece: binary content
+                yield self._whole(con, rel, _unreadable(exc))
+                return
+            content = content or bool(piece.data[:65536].strip() or piece.data.strip())
+            first_line, piece = piece.first_line, None
+            examples, rej, tally = _normalize_batch(con, self.spec, rel, batch, first_line,
+                                                    allowed)
+            del batch
+            tallies.append(tally)
             rejects.append(rej)
-            reports.append(report)
-    finally:
-        con.close()
-    all_examples = (
-        pl.concat(examples) if examples else pl.DataFrame(schema=NORMALIZED_SCHEMA)
-    )
-    all_examples = assign_ids(_in_file_order(all_examples))
-    all_rejects = _in_file_order(
-        pl.concat(rejects) if rejects else pl.DataFrame(schema=REJECTS_SCHEMA))
-    result = NormalizedSource(conform(all_examples, NORMALIZED_SCHEMA),
-                              conform(all_rejects, REJECTS_SCHEMA), reports)
-    accounted = result.examples.height + result.rejects.height
-    if accounted != result.records_read:
-        raise AssertionError(
-            f"source {spec.name}: {result.records_read} records read but "
-            f"{result.examples.height} rows + {result.rejects.height} rejects")
-    return result
+            rows += examples.height
+            keysets |= tally.keysets
+            if tally.fast_columns is not None:
+                fast.add(tally.fast_columns)
+            if allowed is None and len(keysets) + sum(2 ** len(c) for c in fast) > MAX_KEYSETS:
+                raise _Redo(replace(self.plan, ranked={**self.plan.ranked, rel: None}))
+            yield examples
+            del examples
+            try:
+                piece = next(pieces, None)
+            except StreamBroken as exc:
+                raise _Redo(replace(self.plan, whole=self.plan.whole | {rel})) from exc
+        if not content:
+            yield self._whole(con, rel, _unreadable(FileRejected("empty_file",
+                                                                 "the file is empty")))
+            return
+        self._rejects.extend(rejects)
+        self.files.append(_report(rel, "jsonl", tallies, rows,
+                                  sum(r.height for r in rejects)))
+
+    def _whole(self, con: duckdb.DuckDBPyConnection, rel: str, batch: RawBatch
+               ) -> pl.DataFrame:
+        examples, rejects, tally = _normalize_batch(con, self.spec, rel, batch, 0, None)
+        self._rejects.append(rejects)
+        self.files.append(_report(rel, batch.container, [tally], examples.height,
+                                  rejects.height))
+        return examples
+
+    def _rank_keysets(self, con: duckdb.DuckDBPyConnection, file: Path
+                      ) -> frozenset[tuple[str, ...]]:
+        """The ``MAX_KEYSETS`` key sets an unchunked run classifies in ``file`` (a first
+        pass over its pieces, keeping one row per key set): the most frequent, ties to the
+        one seen first. Only for cut files with more key sets than that."""
+        ranks: dict[tuple[str, ...], list[int]] = {}
+        pieces = file_pieces(file, self.chunk_rows)
+        try:
+            for piece in pieces or ():
+                try:
+                    batch = read_piece(piece, file, table=False)
+                except FileRejected:
+                    return frozenset()
+                records, _ = _objects_only(con, batch)
+                rec = records  # noqa: F841 - read by DuckDB by name
+                counts = con.sql("SELECT list_sort(json_keys(raw)) AS keys, count(*) AS n, "
+                                 "min(source_row) AS first FROM rec GROUP BY 1").fetchall()
+                for keys, n, first in counts:
+                    have = ranks.setdefault(tuple(keys), [0, first + piece.first_line])
+                    have[0] += n
+        except StreamBroken as exc:
+            rel = self.paths.relative(file)
+            raise _Redo(replace(self.plan, whole=self.plan.whole | {rel})) from exc
+        ranked = sorted(ranks.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
+        return frozenset(k for k, _ in ranked[:MAX_KEYSETS])
 
 
 def _in_file_order(frame: pl.DataFrame) -> pl.DataFrame:
@@ -116,14 +323,79 @@ def _in_file_order(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort("source_file", "source_row")
 
 
+def _unreadable(exc: FileRejected) -> RawBatch:
+    return RawBatch.build(None, [(0, exc.reason_code, exc.detail, exc.raw)], "unreadable")
+
+
+def _report(rel: str, container: str, tallies: list[_Tally], rows: int, rejects: int
+            ) -> FileReport:
+    """A file's report from the tallies of its batches (one, or one per piece)."""
+    fmt_counts: Counter[str] = Counter()
+    for t in tallies:
+        fmt_counts.update(t.fmt_counts)
+    units = sum(t.units for t in tallies)
+    main_format, share = None, 0.0
+    if fmt_counts:
+        main_format, top = sorted(fmt_counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        share = round(top / max(units, 1), 4)
+    return FileReport(
+        file=rel, container=container, records_read=units, rows=rows, rejects=rejects,
+        format=main_format, format_share=share, formats=dict(sorted(fmt_counts.items())),
+        blank_lines=sum(t.blank_lines for t in tallies),
+    )
+
+
+class _RepeatCounter:
+    """Ids across frames: how often each content digest occurred in earlier frames, so the
+    n-th repeat of a conversation gets ``-<n>`` wherever its copies fall. The state is one
+    (u64 digest, count) row per distinct conversation; the last frame's digests are counted
+    in only when another frame comes, so a one-frame source pays nothing for it."""
+
+    def __init__(self) -> None:
+        self._seen: pl.DataFrame | None = None
+        self._last: pl.Series | None = None
+
+    def assign(self, frame: pl.DataFrame) -> pl.DataFrame:
+        if self._last is not None:
+            counts = (self._last.drop_nulls().str.to_integer(base=16, dtype=pl.UInt64)
+                      .alias("h").value_counts(name="n")
+                      .with_columns(pl.col("n").cast(pl.UInt32)))
+            self._seen = counts if self._seen is None else (
+                pl.concat([self._seen, counts]).group_by("h").agg(pl.col("n").sum()))
+            self._last = None
+        if frame.height == 0:
+            return assign_ids(frame)
+        digests = _digests(frame)
+        self._last = digests
+        prior = None
+        if self._seen is not None:
+            prior = (digests.str.to_integer(base=16, dtype=pl.UInt64).alias("h").to_frame()
+                     .join(self._seen, on="h", how="left", maintain_order="left")["n"]
+                     .fill_null(0))
+        return _with_ids(frame, digests, prior)
+
+
 def normalize_file(
     con: duckdb.DuckDBPyConnection, paths: DataPaths, spec: SourceSpec, file: Path
 ) -> tuple[pl.DataFrame, pl.DataFrame, FileReport]:
-    """One file -> (examples without ids, rejects, report)."""
+    """One file, read whole -> (examples without ids, rejects, report)."""
     rel = paths.relative(file)
     batch = read_file(file)
-    fast_mapped, fast_fm = None, None
+    examples, rejects, tally = _normalize_batch(con, spec, rel, batch, 0, None)
+    return examples, rejects, _report(rel, batch.container, [tally], examples.height,
+                                      rejects.height)
+
+
+def _normalize_batch(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, rel: str, batch: RawBatch,
+    first_line: int, allowed: frozenset[tuple[str, ...]] | None,
+) -> tuple[pl.DataFrame, pl.DataFrame, _Tally]:
+    """A whole file's records or one piece's (numbered from 0; ``first_line`` is added)
+    -> (examples without ids, rejects, tally). ``allowed``: the key sets to classify (a cut
+    file's ranking over the whole file); None classifies the ``MAX_KEYSETS`` most frequent."""
+    fast_mapped, fast_fm, fast_columns = None, None, None
     if batch.table is not None and (fast_fm := fast_fieldmap(batch.table, spec)) is not None:
+        fast_columns = tuple(sorted(c for c in batch.table.columns if c != "source_row"))
         fast_mapped, leftover = fast_map(batch.table, fast_fm, spec.system_prompt)
         strings = _string_typed(con, batch.records_at(leftover.sort()), fast_fm)
         if strings.len():
@@ -141,7 +413,7 @@ def normalize_file(
         rejects = batch.rejects
     else:
         records, rejects = _objects_only(con, batch)
-    mapped, fmt_counts = _map_records(con, records, spec)
+    mapped, fmt_counts, keysets = _map_records(con, records, spec, allowed)
     if fast_mapped is not None:
         fmt_counts[fast_fm.format] = fmt_counts.get(fast_fm.format, 0) + fast_mapped.height
         mapped = pl.concat([
@@ -163,28 +435,22 @@ def normalize_file(
             "source_row", pl.col("error_code").alias("reason_code"),
             pl.col("error_detail").alias("detail"), pl.col("raw").str.slice(0, RAW_EXCERPT_CHARS),
         )])
+    row = pl.col("source_row") + first_line if first_line else pl.col("source_row")
     examples = good.select(
         pl.lit(spec.name).alias("source"),
         pl.lit(rel).alias("source_file"),
-        "source_row", "source_format", "messages",
+        row.alias("source_row"), "source_format", "messages",
         _clean_tools().alias("tools"),
         pl.lit(spec.origin).alias("origin"),
         _extra_with_notes().alias("extra"),
     )
     rejects = rejects.select(
-        pl.lit(spec.name).alias("source"), pl.lit(rel).alias("source_file"), "source_row",
-        "reason_code", "detail", "raw",
+        pl.lit(spec.name).alias("source"), pl.lit(rel).alias("source_file"),
+        row.alias("source_row"), "reason_code", "detail", "raw",
     )
-    main_format, share = None, 0.0
-    if fmt_counts:
-        main_format, top = sorted(fmt_counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-        share = round(top / max(batch.units, 1), 4)
-    report = FileReport(
-        file=rel, container=batch.container, records_read=batch.units, rows=examples.height,
-        rejects=rejects.height, format=main_format, format_share=share,
-        formats=dict(sorted(fmt_counts.items())), blank_lines=batch.notes.get("blank_lines", 0),
-    )
-    return examples, rejects, report
+    tally = _Tally(batch.units, fmt_counts, batch.notes.get("blank_lines", 0), keysets,
+                   fast_columns)
+    return examples, rejects, tally
 
 
 def _string_typed(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, fm: FieldMap
@@ -248,11 +514,13 @@ def _why_not_object(raw: str, kind: str | None) -> tuple[str, str]:
 
 
 def _map_records(
-    con: duckdb.DuckDBPyConnection, records: pl.DataFrame, spec: SourceSpec
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Every JSON-object record -> turns -> messages, with an error for rows that fail."""
+    con: duckdb.DuckDBPyConnection, records: pl.DataFrame, spec: SourceSpec,
+    allowed: frozenset[tuple[str, ...]] | None = None,
+) -> tuple[pl.DataFrame, dict[str, int], set[tuple[str, ...]]]:
+    """Every JSON-object record -> turns -> messages, with an error for rows that fail;
+    also the distinct key sets seen."""
     if records.height == 0:
-        return _empty_mapped(), {}
+        return _empty_mapped(), {}, set()
     rec = records  # noqa: F841 - read by DuckDB by name
     keys = con.sql("SELECT source_row, list_sort(json_keys(raw)) AS keys FROM rec").pl()
     keysets = (
@@ -264,8 +532,10 @@ def _map_records(
                                   if "function_tag" in spec.tags else set())
     groups: dict[FieldMap, list[list[str]]] = {}
     unknown: list[tuple[list[str], str]] = []
-    for i, keyset in enumerate(keysets["keys"].to_list()):
-        fm = detect_fields(keyset, spec) if i < MAX_KEYSETS else FieldMap(
+    all_keysets = keysets["keys"].to_list()
+    for i, keyset in enumerate(all_keysets):
+        classify = i < MAX_KEYSETS if allowed is None else tuple(keyset) in allowed
+        fm = detect_fields(keyset, spec) if classify else FieldMap(
             None, why="too many distinct key sets in one file")
         if fm.format is None:
             unknown.append((keyset, fm.why))
@@ -293,7 +563,8 @@ def _map_records(
             pl.lit(f"{why}; set format/columns for this source in sources.yaml")
             .alias("error_detail"),
         ))
-    return pl.concat(parts).sort("source_row"), dict(fmt_counts)
+    return (pl.concat(parts).sort("source_row"), dict(fmt_counts),
+            {tuple(k) for k in all_keysets})
 
 
 _MAPPED_COLUMNS = ("source_row", "source_format", "messages", "tools", "extra",
@@ -361,25 +632,37 @@ def assign_ids(frame: pl.DataFrame) -> pl.DataFrame:
     """
     if frame.height == 0:
         return frame.with_columns(pl.lit(None, dtype=pl.String).alias("example_id"))
+    return _with_ids(frame, _digests(frame), None)
+
+
+def _digests(frame: pl.DataFrame) -> pl.Series:
     keyed = frame.select("messages", "tools")  # noqa: F841 - read by DuckDB by name
     con = duckdb.connect()
     try:
-        digests = con.sql(f"SELECT substr(md5({CONTENT_KEY_SQL}), 1, 16) AS h FROM keyed").pl()["h"]
+        return con.sql(f"SELECT substr(md5({CONTENT_KEY_SQL}), 1, 16) AS h FROM keyed").pl()["h"]
     finally:
         con.close()
-    frame = frame.with_columns(digests.alias("example_id"))
+
+
+def _with_ids(frame: pl.DataFrame, digests: pl.Series, prior: pl.Series | None
+              ) -> pl.DataFrame:
+    """``frame`` with ids from ``digests``; ``prior``: per row, how many copies of its
+    conversation earlier frames of the source held (None: this is the first frame).
+
+    The repeat numbers are computed on a narrow, rechunked frame: polars 2.1 panics
+    ("assertion failed: i < self.len()") on this window over multi-chunk columns, which
+    the two files of one real source produced.
+    """
     repeated = digests.is_duplicated()
+    if prior is not None:
+        repeated = repeated | (prior > 0)
     if not repeated.any():
-        return frame
+        return frame.with_columns(digests.alias("example_id"))
+    narrow = pl.DataFrame({"example_id": digests}).rechunk()
     n = pl.int_range(pl.len()).over("example_id")
-    fixed = (
-        frame.with_row_index("_i").filter(repeated)
-        .select("_i", pl.when(n == 0).then(pl.col("example_id"))
-                .otherwise(pl.format("{}-{}", "example_id", n)).alias("_id"))
-    )
-    return (
-        frame.with_row_index("_i").join(fixed, on="_i", how="left")
-        .sort("_i")
-        .with_columns(pl.coalesce("_id", "example_id").alias("example_id"))
-        .drop("_i", "_id")
-    )
+    if prior is not None:
+        narrow = narrow.with_columns(prior.cast(pl.Int64).rechunk().alias("_p"))
+        n = n + pl.col("_p")
+    ids = narrow.select(pl.when(n == 0).then(pl.col("example_id"))
+                        .otherwise(pl.format("{}-{}", "example_id", n))).to_series()
+    return frame.with_columns(ids.alias("example_id"))

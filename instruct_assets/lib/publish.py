@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
 
-from instruct_assets.lib.normalize import NormalizedSource
+from instruct_assets.lib import contract
+from instruct_assets.lib.chunks import DEFAULT_CHUNK_ROWS, ChunkedParquetWriter
+from instruct_assets.lib.normalize import (
+    FileReport,
+    NormalizedSource,
+    SourceStream,
+    run_chunked,
+)
 from instruct_assets.lib.parquet_io import atomic_path, write_parquet
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA, REJECTS_SCHEMA
+from instruct_assets.lib.sources import SourceSpec
 
 EXAMPLES_FILE = "examples.parquet"
 REJECTS_FILE = "rejects.parquet"
@@ -36,20 +45,97 @@ def write_staging(paths: DataPaths, source: str, result: NormalizedSource,
     folder = staging_dir(paths, source)
     write_parquet(result.examples, folder / EXAMPLES_FILE, NORMALIZED_SCHEMA)
     write_parquet(result.rejects, folder / REJECTS_FILE, REJECTS_SCHEMA)
+    _write_report(folder, source, result.records_read, result.examples.height, result.rejects,
+                  result.formats(), result.files, fingerprint, checks)
+    return folder
+
+
+def _write_report(folder: Path, source: str, records_read: int, rows: int,
+                  rejects: pl.DataFrame, formats: dict[str, int], files: list[FileReport],
+                  fingerprint: str | None, checks: dict | None) -> None:
     report = {
         "source": source,
-        "records_read": result.records_read,
-        "rows": result.examples.height,
-        "rejects": result.rejects.height,
-        "rejects_by_reason": result.rejects_by_reason(),
-        "formats": result.formats(),
-        "files": [asdict(f) for f in result.files],
+        "records_read": records_read,
+        "rows": rows,
+        "rejects": rejects.height,
+        "rejects_by_reason": rejects_by_reason(rejects),
+        "formats": formats,
+        "files": [asdict(f) for f in files],
         "fingerprint": fingerprint,
         "checks": checks or {},
     }
     with atomic_path(folder / REPORT_FILE) as tmp:
         tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return folder
+
+
+#: Rows of a staged source kept in memory for previews.
+HEAD_ROWS = 5
+
+
+@dataclass
+class StagedSource:
+    """What staging a source leaves in memory: figures, rejects and a few head rows, never
+    the examples themselves (they are streamed to the staging file)."""
+
+    rows: int
+    rejects: pl.DataFrame
+    files: list[FileReport]
+    formats: dict[str, int]
+    outcomes: dict[str, contract.CheckOutcome]
+    head: pl.DataFrame
+    folder: Path
+
+    @property
+    def records_read(self) -> int:
+        return sum(f.records_read for f in self.files)
+
+    def rejects_by_reason(self) -> dict[str, int]:
+        return rejects_by_reason(self.rejects)
+
+
+def stage_source(paths: DataPaths, spec: SourceSpec, fingerprint: str | None,
+                 max_reject_rate: float, files: list[Path] | None = None, *,
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> StagedSource:
+    """Normalize ``spec`` chunk by chunk into its staging folder: each frame of at most
+    about ``chunk_rows`` rows is checked (``contract.SourceChecks``) and appended to the
+    staged examples, then dropped; rejects and the report follow. The check outcomes, the
+    report and the file equal those of ``normalize_source`` + ``source_checks`` +
+    ``write_staging`` on the whole source (one chunk gives the same bytes)."""
+    folder = staging_dir(paths, spec.name)
+
+    def consume(stream: SourceStream) -> tuple[contract.SourceChecks, Counter, pl.DataFrame]:
+        checks = contract.SourceChecks()
+        formats: Counter = Counter()
+        head = pl.DataFrame(schema=NORMALIZED_SCHEMA)
+        with ChunkedParquetWriter(folder / EXAMPLES_FILE, NORMALIZED_SCHEMA) as writer:
+            for frame in stream.examples():
+                checks.add(frame)
+                formats.update(dict(frame["source_format"].value_counts().iter_rows()))
+                if head.height < HEAD_ROWS:
+                    head = pl.concat([head, frame.head(HEAD_ROWS - head.height)])
+                writer.write(frame)
+                if stream.cut and writer.rows == frame.height:
+                    # more frames follow: start the streaming writer now rather than hold
+                    # this frame until the next one (an empty write starts it)
+                    writer.write(frame.clear())
+                del frame
+        return checks, formats, head
+
+    (checks, formats, head), stream = run_chunked(paths, spec, files, chunk_rows, consume)
+    outcomes = checks.outcomes(stream.records_read, stream.rejects.height, max_reject_rate)
+    write_parquet(stream.rejects, folder / REJECTS_FILE, REJECTS_SCHEMA)
+    format_counts = dict(sorted((f, int(n)) for f, n in formats.items()))
+    _write_report(folder, spec.name, stream.records_read, stream.rows, stream.rejects,
+                  format_counts, stream.files, fingerprint,
+                  {name: asdict(o) for name, o in outcomes.items()})
+    return StagedSource(stream.rows, stream.rejects, stream.files, format_counts, outcomes,
+                        head, folder)
+
+
+def rejects_by_reason(rejects: pl.DataFrame) -> dict[str, int]:
+    counts = rejects["reason_code"].value_counts(sort=True)
+    return {r: int(n) for r, n in counts.sort(["count", "reason_code"],
+                                              descending=[True, False]).iter_rows()}
 
 
 def promote(paths: DataPaths, source: str) -> dict[str, Path]:

@@ -17,6 +17,7 @@ machine, with rows in another order - gives the same split. So:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -85,38 +86,59 @@ def prompt_key_expr(messages: str = "messages") -> pl.Expr:
     )
 
 
-def _node_keys(frame: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
-    """Per row: its cluster key and its prompt key, as graph node names.
+def _row_key() -> pl.Expr:
+    """A row's own graph node (no link): ``"\\x00row\\x1f<source>\\x1f<example_id>"``."""
+    return pl.format("\x00row\x1f{}\x1f{}", pl.col("source"), pl.col("example_id"))
 
-    A null ``dup_cluster_id`` or empty ``prompt_key`` is replaced by the row's own key
-    (``"\\x00row\\x1f<source>\\x1f<example_id>"``: no link); those strings are only built
-    when such rows exist.
+
+def prompt_hashes(frame: pl.DataFrame) -> pl.Series:
+    """``prompt_hash``: per row, the 64-bit hash of its prompt node, its ``prompt_key`` (an
+    empty or null key is replaced by the row's own key: no link; those strings are only
+    built when such rows exist). Needs ``source``, ``example_id`` and ``prompt_key``.
+
+    Why: rows are grouped by this hash (see :func:`_component_labels`), so a caller that
+    computes it chunk by chunk can drop the prompt text (about 100 bytes a row) and pass
+    ``prompt_hash`` to :func:`assign_splits` instead of ``prompt_key``: the same groups.
     """
-    row_key = pl.format("\x00row\x1f{}\x1f{}", pl.col("source"), pl.col("example_id"))
-    cluster = pl.col("dup_cluster_id").cast(pl.String)
-    ck = frame.select(cluster).to_series()
-    if ck.null_count():
-        ck = frame.select(pl.coalesce(cluster, row_key)).to_series()
     prompt = pl.when(pl.col("prompt_key").str.len_bytes() > 0).then(pl.col("prompt_key"))
     pk = frame.select(prompt).to_series()
     if pk.null_count():
-        pk = frame.select(pl.coalesce(prompt, row_key)).to_series()
-    return ck.rename("_ck"), pk.rename("_pk")
+        pk = frame.select(pl.coalesce(prompt, _row_key())).to_series()
+    return pk.hash(seed=0).rename("prompt_hash")
 
 
-def _component_labels(ck: pl.Series, pk: pl.Series) -> np.ndarray:
+def _cluster_keys(frame: pl.DataFrame) -> pl.Series:
+    """Per row: its cluster key as a graph node name (a null ``dup_cluster_id`` is replaced
+    by the row's own key: no link; those strings are only built when such rows exist)."""
+    cluster = pl.col("dup_cluster_id").cast(pl.String)
+    ck = frame.select(cluster).to_series()
+    if ck.null_count():
+        ck = frame.select(pl.coalesce(cluster, _row_key())).to_series()
+    return ck.rename("_ck")
+
+
+def _prompt_hashes(frame: pl.DataFrame) -> np.ndarray:
+    """Per row: its prompt node's hash (``prompt_hash`` as given, else from ``prompt_key``)."""
+    if "prompt_hash" in frame.columns:
+        return frame["prompt_hash"].to_numpy()
+    return prompt_hashes(frame).to_numpy()
+
+
+def _component_labels(ck: pl.Series, pk_hash: np.ndarray) -> np.ndarray:
     """Per row: a dense id (0 .. groups - 1) of its connected component (its group).
 
     Nodes are cluster keys and prompt keys; each row is an edge between its two nodes. Dense
-    node ids come from ``np.unique`` over polars string hashes: the ids are internal only
-    (rows are grouped by them; the public group key is the smallest cluster key string), so a
-    hash collision could only merge two groups, which never leaks.
+    node ids are the dense ranks of polars string hashes (:func:`prompt_hashes` for the
+    prompts; 32-bit, as ``np.unique``'s inverse but in half the memory): the ids are
+    internal only (rows are grouped by them; the public group key is the smallest cluster
+    key string), so a hash collision could only merge two groups, which never leaks.
     """
-    _, u = np.unique(ck.hash(seed=0).to_numpy(), return_inverse=True)
-    _, v = np.unique(pk.hash(seed=0).to_numpy(), return_inverse=True)
+    u = (ck.hash(seed=0).rank("dense") - 1).to_numpy()
+    v = (pl.Series(pk_hash).rank("dense") - 1).to_numpy()
     n_clusters = int(u.max()) + 1
     n_nodes = n_clusters + int(v.max()) + 1
     roots = connected_components(n_nodes, u, v + n_clusters)[u]
+    del u, v
     is_root = np.zeros(n_nodes, dtype=bool)
     is_root[roots] = True
     return (np.cumsum(is_root) - 1)[roots]
@@ -192,8 +214,10 @@ def assign_splits(frame: pl.DataFrame, cfg: SplitConfig | None = None) -> pl.Dat
     """Add ``split_group`` and ``split`` ("train"/"eval") to the kept rows in ``frame``.
 
     Input columns: ``source``, ``example_id``, ``complexity_tier``, ``dup_cluster_id``
-    (null = not a duplicate), ``prompt_key`` (see :func:`prompt_key_expr`), ``origin``;
-    others are carried through, rows keep their order. ``split`` depends on content only.
+    (null = not a duplicate), ``prompt_key`` (see :func:`prompt_key_expr`; or instead
+    ``prompt_hash``, see :func:`prompt_hashes`: the same split without the texts),
+    ``origin``; others are carried through, rows keep their order. ``split`` depends on
+    content only.
 
     Per stratum (tier x source, small sources pooled) groups are taken in hash order until
     the eval rows reach ``round(eval_fraction * stratum_rows)`` (half up). Groups larger than
@@ -205,7 +229,8 @@ def assign_splits(frame: pl.DataFrame, cfg: SplitConfig | None = None) -> pl.Dat
     its rows (ties: lower tier, then the pooled stratum, then sources by name).
     """
     cfg = cfg or SplitConfig()
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    have = {*frame.columns, *(["prompt_key"] if "prompt_hash" in frame.columns else [])}
+    missing = [c for c in REQUIRED_COLUMNS if c not in have]
     if missing:
         raise ValueError(f"assign_splits needs columns {missing}")
     if frame.height == 0:
@@ -226,33 +251,37 @@ def assign_splits(frame: pl.DataFrame, cfg: SplitConfig | None = None) -> pl.Dat
         * (len(own) + 1)
         + pl.col("source").replace_strict(source_rank, default=0, return_dtype=pl.Int64)
     ).to_series().to_numpy()
-    ck, pk = _node_keys(frame)
-    gid = _component_labels(ck, pk)  # group of each row
+    ck = _cluster_keys(frame)
+    gid = _component_labels(ck, _prompt_hashes(frame))  # group of each row
     n_groups = int(gid.max()) + 1
     size = np.bincount(gid, minlength=n_groups)
 
     # one stratum per group: the one holding most of its rows (ties: lower stratum id), and
-    # the group key: its smallest cluster key. A one-row group takes its row's; only the
-    # rows of larger groups are counted and compared.
+    # the group key: its smallest cluster key, taken as the row holding it (gathered once, so
+    # the keys stay views of ``ck``: no string is copied). A one-row group takes its row's;
+    # only the rows of larger groups are counted and compared.
     n_strata = int(stratum.max()) + 1
-    any_row = np.empty(n_groups, dtype=np.int64)
-    any_row[gid] = np.arange(gid.size)
-    g_stratum = stratum[any_row]
-    split_group = ck.gather(any_row)
-    multi = size[gid] > 1
-    if multi.any():
+    key_row = np.empty(n_groups, dtype=np.int64)
+    key_row[gid] = np.arange(gid.size)
+    g_stratum = stratum[key_row]
+    multi = np.flatnonzero(size[gid] > 1)
+    if multi.size:
         pairs, counts = np.unique(gid[multi] * n_strata + stratum[multi], return_counts=True)
         pair_group, pair_stratum = pairs // n_strata, pairs % n_strata
         best = np.lexsort((pair_stratum, -counts, pair_group))
         best = best[_run_starts(pair_group[best])]
         g_stratum[pair_group[best]] = pair_stratum[best]
+        del pairs, counts, pair_group, pair_stratum, best
         mins = (
-            pl.DataFrame({"g": gid[multi], "ck": ck.filter(pl.Series(multi))})
+            pl.DataFrame({"g": gid[multi], "r": multi, "ck": ck.gather(multi)})
             .group_by("g")
-            .agg(pl.col("ck").min())
+            .agg(pl.col("r").get(pl.col("ck").arg_min()))
         )
-        split_group = split_group.scatter(mins["g"].to_numpy(), mins["ck"])
-    split_group = split_group.rename("split_group")
+        key_row[mins["g"].to_numpy()] = mins["r"].to_numpy()
+        del mins
+    del stratum, multi
+    split_group = ck.gather(key_row).rename("split_group")
+    del key_row
     g_hash = _md5_prefix(split_group, cfg.seed)
 
     # per stratum, greedy in hash order over the groups that fit the stratum's eval target
@@ -288,6 +317,17 @@ def split_report(splits: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _mixed(h: np.ndarray, sh: np.ndarray) -> np.ndarray:
+    """Mask of the rows whose hash ``h`` is shared by rows of two splits (split hash ``sh``)."""
+    order = np.argsort(h)
+    hs, ss = h[order], sh[order]
+    starts = np.flatnonzero(np.concatenate([[True], hs[1:] != hs[:-1]]))
+    mixed = np.minimum.reduceat(ss, starts) != np.maximum.reduceat(ss, starts)
+    if not mixed.any():
+        return np.zeros(h.size, dtype=bool)
+    return np.isin(h, hs[starts[mixed]])
+
+
 def _dup_across(splits: pl.DataFrame, key: list[str]) -> int:
     """Keys (non-null, non-empty prompt) whose rows lie in more than one split.
 
@@ -295,32 +335,56 @@ def _dup_across(splits: pl.DataFrame, key: list[str]) -> int:
     can hold a straddling key (a collision can only add candidates), and those few rows
     are then counted exactly on the key strings.
     """
-    valid = splits.drop_nulls(key)
+    valid = splits.select(*key, "split")
+    if any(valid[k].null_count() for k in key):
+        valid = valid.drop_nulls(key)
     if "prompt_key" in key:
         valid = valid.filter(pl.col("prompt_key").str.len_bytes() > 0)
     if valid.height < 2:
         return 0
     hashed = valid.select(_h=pl.struct(key).hash(seed=0), _s=pl.col("split").hash(seed=0))
-    h, sh = hashed["_h"].to_numpy(), hashed["_s"].to_numpy()
-    order = np.argsort(h)
-    hs, ss = h[order], sh[order]
-    starts = np.flatnonzero(np.concatenate([[True], hs[1:] != hs[:-1]]))
-    mixed = np.minimum.reduceat(ss, starts) != np.maximum.reduceat(ss, starts)
+    mixed = _mixed(hashed["_h"].to_numpy(), hashed["_s"].to_numpy())
     if not mixed.any():
         return 0
-    valid = valid.filter(pl.Series(np.isin(h, hs[starts[mixed]])))
+    valid = valid.filter(pl.Series(mixed))
     return valid.group_by(key).agg(pl.col("split").n_unique()).filter(pl.col("split") > 1).height
 
 
-def check_split_integrity(splits: pl.DataFrame, cfg: SplitConfig | None = None) -> dict:
+def _prompts_across(splits: pl.DataFrame,
+                    prompt_keys: Callable[[pl.DataFrame], pl.Series] | None) -> int:
+    """:func:`_dup_across` on ``prompt_key``, or, without that column, on ``prompt_hash``
+    (:func:`prompt_hashes`): only rows whose hash lies in two splits can hold a straddling
+    prompt, and ``prompt_keys(rows)`` gives those few rows' keys to count them exactly."""
+    if "prompt_key" in splits.columns:
+        return _dup_across(splits, ["prompt_key"])
+    if splits.height < 2:
+        return 0
+    mixed = _mixed(splits["prompt_hash"].to_numpy(),
+                   splits.select(pl.col("split").hash(seed=0)).to_series().to_numpy())
+    if not mixed.any():
+        return 0
+    if prompt_keys is None:
+        raise ValueError("prompt_keys is needed to check prompts given as prompt_hash")
+    rows = splits.filter(pl.Series(mixed))
+    return _dup_across(rows.with_columns(prompt_keys(rows).alias("prompt_key")), ["prompt_key"])
+
+
+def check_split_integrity(splits: pl.DataFrame, cfg: SplitConfig | None = None, *,
+                          prompt_keys: Callable[[pl.DataFrame], pl.Series] | None = None
+                          ) -> dict:
     """Leakage and balance checks for an assigned split (used by asset checks).
 
     Returns counts that must be zero (``examples_in_both``, ``clusters_across_splits``,
     ``prompts_across_splits``), tier shares per split with their largest gap, tiers missing
     from eval, the synthetic share per split, and ``ok`` when all checks pass.
+    ``splits`` may carry ``prompt_hash`` instead of ``prompt_key`` (a stage that does not
+    hold the prompt texts); then ``prompt_keys(rows)`` must give the ``prompt_key`` of some
+    of its rows (see :func:`_prompts_across`). Only the needed columns are filtered, so
+    the check copies little of a large frame.
     """
     cfg = cfg or SplitConfig()
     total = splits.height
+    full, splits = splits, splits.select("split", "complexity_tier", "origin")
     n_split = {s: splits.filter(pl.col("split") == s).height for s in SPLITS}
     tier_share: dict[str, dict[str, float]] = {}
     for s in SPLITS:
@@ -348,9 +412,9 @@ def check_split_integrity(splits: pl.DataFrame, cfg: SplitConfig | None = None) 
         "train_rows": n_split["train"],
         "eval_rows": n_split["eval"],
         "eval_share": n_split["eval"] / total if total else 0.0,
-        "examples_in_both": _dup_across(splits, ["source", "example_id"]),
-        "clusters_across_splits": _dup_across(splits, ["dup_cluster_id"]),
-        "prompts_across_splits": _dup_across(splits, ["prompt_key"]),
+        "examples_in_both": _dup_across(full, ["source", "example_id"]),
+        "clusters_across_splits": _dup_across(full, ["dup_cluster_id"]),
+        "prompts_across_splits": _prompts_across(full, prompt_keys),
         "tier_share": tier_share,
         "max_tier_share_gap": max_gap,
         "tiers_within_tolerance": max_gap <= cfg.tier_tolerance,

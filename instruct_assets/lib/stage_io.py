@@ -6,6 +6,8 @@ drops out), through the files ``publish`` wrote.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
 from instruct_assets.lib.paths import DataPaths
@@ -13,13 +15,19 @@ from instruct_assets.lib.publish import published_sources
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA
 
 
+def example_files(paths: DataPaths, sources: list[str]) -> list[Path]:
+    """The published example files of ``sources`` in :func:`read_examples`' order (sources
+    by name), for stages that walk them in chunks (``lib.chunks.iter_parquet_chunks``)."""
+    return [paths.normalized_file(s) for s in sorted(sources)
+            if paths.normalized_file(s).exists()]
+
+
 def read_examples(paths: DataPaths, sources: list[str],
                   columns: list[str] | None = None) -> pl.DataFrame:
     """All published examples of ``sources``, in a fixed order: sources by name, each in its
     published order (file, row). Stages sort their own outputs; no re-sort here (it cost
     seconds per stage at a million rows). ``columns``: read only these (all by default)."""
-    files = [paths.normalized_file(s) for s in sorted(sources)
-             if paths.normalized_file(s).exists()]
+    files = example_files(paths, sources)
     if not files:
         empty = pl.DataFrame(schema=NORMALIZED_SCHEMA)
         return empty.select(columns) if columns is not None else empty
@@ -38,4 +46,4 @@ def live_sources(paths: DataPaths, registered: list[str]) -> list[str]:
     return published_sources(paths, registered)
 
 
-__all__ = ["live_sources", "read_examples", "rejects_per_source"]
+__all__ = ["example_files", "live_sources", "read_examples", "rejects_per_source"]

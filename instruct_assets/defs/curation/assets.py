@@ -2,7 +2,9 @@
 
 Thin wiring around ``lib.curation_stage`` (shared with ``bench/stages.py``): each asset
 calls its stage function, which writes Parquet under ``curation/``, then registers the
-returned warehouse views and builds checks and metadata.
+returned warehouse views and builds checks and metadata. Conversations are read
+``MemorySettings.chunk_rows`` at a time; the frames returned (and the metadata built from
+them) are the narrow per-example tables only.
 """
 
 import dagster as dg
@@ -12,7 +14,7 @@ from instruct_assets.defs.automation import REFRESH_DOWNSTREAM
 from instruct_assets.defs.ingest.assets import NORMALIZED
 from instruct_assets.defs.metadata import column_schema, counts_markdown, markdown_table
 from instruct_assets.defs.quality.assets import QUALITY, registered_sources
-from instruct_assets.defs.resources import DataDir
+from instruct_assets.defs.resources import DataDir, MemorySettings
 from instruct_assets.defs.settings import CurationSettings, QualitySettings
 from instruct_assets.lib.complexity import tier_summary
 from instruct_assets.lib.curation import rule_counts
@@ -41,11 +43,12 @@ ANNOTATIONS = dg.AssetKey("annotations")  # defs.review.assets (imports this mod
         "configurable thresholds). Warehouse relation: complexity."),
 )
 def complexity_scores(context: dg.AssetExecutionContext, data_dir: DataDir,
-                      curation_settings: CurationSettings, duckdb: DuckDBResource
-                      ) -> dg.MaterializeResult:
+                      curation_settings: CurationSettings, duckdb: DuckDBResource,
+                      memory_settings: MemorySettings) -> dg.MaterializeResult:
     paths = data_dir.paths
     stage = publish_complexity(paths, live_sources(paths, registered_sources(context)),
-                               curation_settings.complexity_config())
+                               curation_settings.complexity_config(),
+                               chunk_rows=memory_settings.chunk_rows)
     scored = stage.scored
     with duckdb.get_connection() as con:
         replace_views(con, stage.views)
@@ -74,11 +77,12 @@ def complexity_scores(context: dg.AssetExecutionContext, data_dir: DataDir,
         "contamination_hits (per benchmark)."),
 )
 def benchmark_contamination(context: dg.AssetExecutionContext, data_dir: DataDir,
-                            curation_settings: CurationSettings, duckdb: DuckDBResource
-                            ) -> dg.MaterializeResult:
+                            curation_settings: CurationSettings, duckdb: DuckDBResource,
+                            memory_settings: MemorySettings) -> dg.MaterializeResult:
     paths = data_dir.paths
     stage = publish_contamination(paths, live_sources(paths, registered_sources(context)),
-                                  curation_settings.decontam_config())
+                                  curation_settings.decontam_config(),
+                                  chunk_rows=memory_settings.chunk_rows)
     found, hits, items, bench_rejects = stage.found, stage.hits, stage.items, stage.bench_rejects
     with duckdb.get_connection() as con:
         replace_views(con, stage.views)
@@ -115,11 +119,13 @@ def benchmark_contamination(context: dg.AssetExecutionContext, data_dir: DataDir
 )
 def curated_examples(context: dg.AssetExecutionContext, data_dir: DataDir,
                      curation_settings: CurationSettings, quality_settings: QualitySettings,
-                     duckdb: DuckDBResource) -> dg.MaterializeResult:
+                     duckdb: DuckDBResource, memory_settings: MemorySettings
+                     ) -> dg.MaterializeResult:
     paths = data_dir.paths
     stage = publish_curation(paths, live_sources(paths, registered_sources(context)),
                              curation_settings.curation_config(),
-                             quality_settings.quality_config())
+                             quality_settings.quality_config(),
+                             chunk_rows=memory_settings.chunk_rows)
     curated, verdicts = stage.curated, stage.verdicts
     with duckdb.get_connection() as con:
         replace_views(con, stage.views)

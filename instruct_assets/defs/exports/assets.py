@@ -14,7 +14,7 @@ import dagster as dg
 from instruct_assets.defs.automation import REFRESH_DOWNSTREAM
 from instruct_assets.defs.metadata import markdown_table
 from instruct_assets.defs.quality.assets import registered_sources
-from instruct_assets.defs.resources import DataDir
+from instruct_assets.defs.resources import DataDir, MemorySettings
 from instruct_assets.defs.settings import CurationSettings, ExportSettings, QualitySettings
 from instruct_assets.defs.splits.assets import SPLITS
 from instruct_assets.lib.export.stage import run_exports
@@ -48,13 +48,14 @@ EXPORT_CHECKS = {
 )
 def training_exports(context: dg.AssetExecutionContext, data_dir: DataDir,
                      quality_settings: QualitySettings, curation_settings: CurationSettings,
-                     export_settings: ExportSettings) -> dg.MaterializeResult:
+                     export_settings: ExportSettings, memory_settings: MemorySettings
+                     ) -> dg.MaterializeResult:
     paths = data_dir.paths
     kinds = export_settings.kinds()
     outcome = run_exports(
         paths, live_sources(paths, registered_sources(context)), kinds,
         {"quality": quality_settings.model_dump(), "curation": curation_settings.model_dump(),
-         "exports": export_settings.model_dump()})
+         "exports": export_settings.model_dump()}, chunk_rows=memory_settings.chunk_rows)
     bad = outcome.invalid
     # The round trip ingests the OpenAI JSONL: without that export there is nothing to trip.
     trip_metadata = ({s: json.dumps({k: (v if isinstance(v, int) else v[:5])

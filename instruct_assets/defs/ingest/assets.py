@@ -9,7 +9,6 @@ published; its previous published version stays in place.
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 
 import dagster as dg
 import polars as pl
@@ -21,16 +20,15 @@ from instruct_assets.defs.metadata import (
     markdown_table,
 )
 from instruct_assets.defs.partitions import source_partitions
-from instruct_assets.defs.resources import DataDir, IngestSettings
+from instruct_assets.defs.resources import DataDir, IngestSettings, MemorySettings
 from instruct_assets.lib import contract
 from instruct_assets.lib.fingerprint import source_fingerprint
-from instruct_assets.lib.normalize import normalize_source
 from instruct_assets.lib.publish import (
     clear_staging,
     promote,
     read_report,
+    stage_source,
     unchanged_since_publication,
-    write_staging,
 )
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA
 from instruct_assets.lib.sources import discover_sources
@@ -74,7 +72,8 @@ CODE_VERSION = "ingest-2"
     ],
 )
 def staged_examples(
-    context: dg.AssetExecutionContext, data_dir: DataDir, ingest_settings: IngestSettings
+    context: dg.AssetExecutionContext, data_dir: DataDir, ingest_settings: IngestSettings,
+    memory_settings: MemorySettings,
 ) -> dg.MaterializeResult:
     source = context.partition_key
     paths = data_dir.paths
@@ -92,12 +91,10 @@ def staged_examples(
                          f"(fingerprint {fingerprint}): nothing to redo")
         return _unchanged_result(unchanged, fingerprint)
     started = time.perf_counter()
-    result = normalize_source(paths, spec)
+    staged = stage_source(paths, spec, fingerprint, ingest_settings.max_reject_rate,
+                          chunk_rows=memory_settings.chunk_rows)
     seconds = time.perf_counter() - started
-    outcomes = contract.source_checks(result.examples, result.records_read,
-                                      result.rejects.height, ingest_settings.max_reject_rate)
-    write_staging(paths, source, result, fingerprint,
-                  {name: asdict(o) for name, o in outcomes.items()})
+    outcomes = staged.outcomes
     checks = [_check_result(name, o) for name, o in outcomes.items()]
     failed = [name for name, o in outcomes.items() if not o.passed and INGEST_CHECKS[name][1]]
     if failed:
@@ -106,22 +103,22 @@ def staged_examples(
         {"file": f.file, "container": f.container, "format": f.format,
          "format_share": f.format_share, "records": f.records_read, "rows": f.rows,
          "rejects": f.rejects}
-        for f in result.files
+        for f in staged.files
     ])
-    reject_sample = result.rejects.select("source_file", "source_row", "reason_code", "detail")
+    reject_sample = staged.rejects.select("source_file", "source_row", "reason_code", "detail")
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": result.examples.height,
+            "dagster/row_count": staged.rows,
             "dagster/column_schema": column_schema(NORMALIZED_SCHEMA),
-            "records_read": result.records_read,
-            "rows_written": result.examples.height,
-            "rejects": result.rejects.height,
-            "reject_rate": round(result.rejects.height / max(result.records_read, 1), 4),
+            "records_read": staged.records_read,
+            "rows_written": staged.rows,
+            "rejects": staged.rejects.height,
+            "reject_rate": round(staged.rejects.height / max(staged.records_read, 1), 4),
             "rejects_by_reason": dg.MetadataValue.md(
-                counts_markdown(result.rejects_by_reason(), "reason_code")),
-            "formats_detected": dg.MetadataValue.md(counts_markdown(result.formats(), "format")),
+                counts_markdown(staged.rejects_by_reason(), "reason_code")),
+            "formats_detected": dg.MetadataValue.md(counts_markdown(staged.formats, "format")),
             "files": dg.MetadataValue.md(markdown_table(files, limit=50)),
-            "preview": dg.MetadataValue.md(conversation_preview(result.examples)),
+            "preview": dg.MetadataValue.md(conversation_preview(staged.head)),
             "reject_sample": dg.MetadataValue.md(markdown_table(reject_sample)),
             "held_back_by": ", ".join(failed) if failed else "none",
             "unchanged": False,

@@ -13,7 +13,7 @@ from instruct_assets.defs.automation import REFRESH_DOWNSTREAM
 from instruct_assets.defs.ingest.assets import NORMALIZED
 from instruct_assets.defs.metadata import column_schema, counts_markdown, markdown_table
 from instruct_assets.defs.partitions import SOURCES_PARTITION
-from instruct_assets.defs.resources import DataDir
+from instruct_assets.defs.resources import DataDir, MemorySettings
 from instruct_assets.defs.settings import QualitySettings
 from instruct_assets.lib.quality.signals import QUALITY_COLUMNS
 from instruct_assets.lib.quality.stage import publish_quality
@@ -56,22 +56,24 @@ def registered_sources(context: dg.AssetExecutionContext) -> list[str]:
                  for name, (desc, blocking) in QUALITY_CHECKS.items()],
 )
 def quality_scores(context: dg.AssetExecutionContext, data_dir: DataDir,
-                   quality_settings: QualitySettings, duckdb: DuckDBResource
-                   ) -> dg.MaterializeResult:
+                   quality_settings: QualitySettings, duckdb: DuckDBResource,
+                   memory_settings: MemorySettings) -> dg.MaterializeResult:
     paths = data_dir.paths
     stage = publish_quality(paths, live_sources(paths, registered_sources(context)),
-                            quality_settings.quality_config(), quality_settings.dedup_config())
+                            quality_settings.quality_config(), quality_settings.dedup_config(),
+                            chunk_rows=memory_settings.chunk_rows)
     with duckdb.get_connection() as con:
         replace_views(con, stage.views)
-    sources, quality, summary, flags = stage.sources, stage.quality, stage.summary, stage.flags
+    # Checks and metadata read narrow per-row columns only (the quality rows are on disk).
+    sources, narrow, summary, flags = stage.sources, stage.narrow, stage.summary, stage.flags
     missing, out_of_range = stage.missing, stage.out_of_range
     over = summary.filter(pl.col("flagged_share") > quality_settings.max_flagged_share)
     checks = [
         dg.AssetCheckResult(
             check_name="one_quality_row_per_example", asset_key=QUALITY,
             passed=missing.height == 0 and stage.duplicated == 0 and
-            quality.height == stage.examples_rows,
-            metadata={"examples": stage.examples_rows, "quality_rows": quality.height,
+            stage.rows == stage.examples_rows,
+            metadata={"examples": stage.examples_rows, "quality_rows": stage.rows,
                       "missing": missing.height, "duplicated": stage.duplicated,
                       "sample_missing_ids": missing["example_id"].head(5).to_list()}),
         dg.AssetCheckResult(
@@ -87,29 +89,30 @@ def quality_scores(context: dg.AssetExecutionContext, data_dir: DataDir,
                       "top_flags": dg.MetadataValue.md(markdown_table(
                           over.select("source", "flagged_share", "flags_by_kind"), limit=20))}),
     ]
-    n = max(quality.height, 1)
-    flagged = int((quality["quality_flags"].list.len() > 0).sum()) if quality.height else 0
+    n = max(stage.rows, 1)
+    flagged = int(narrow["flagged"].sum()) if narrow.height else 0
     totals = dict(flags.group_by("flag").agg(pl.col("rows").sum()).sort("rows", descending=True)
                   .iter_rows())
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": quality.height,
-            "dagster/column_schema": column_schema(quality.schema, QUALITY_COLUMNS),
+            "dagster/row_count": stage.rows,
+            "dagster/column_schema": column_schema(stage.schema, QUALITY_COLUMNS),
             "sources": len(sources),
             "flagged_rows": flagged,
             "share_flagged": round(flagged / n, 4),
-            "mean_score": round(float(quality["quality_score"].mean() or 0.0), 4),
-            "exact_duplicates": int(quality["is_exact_duplicate"].sum() or 0),
-            "near_duplicates": int(quality["is_near_duplicate"].sum() or 0),
+            "mean_score": round(float(narrow["quality_score"].mean() or 0.0), 4),
+            "exact_duplicates": int(narrow["is_exact_duplicate"].sum() or 0),
+            "near_duplicates": int(narrow["is_near_duplicate"].sum() or 0),
             "flags_by_kind": dg.MetadataValue.md(counts_markdown(totals, "flag")),
             "score_histogram": dg.MetadataValue.md(counts_markdown(
-                score_histogram(quality), "quality_score", "rows")),
+                score_histogram(narrow), "quality_score", "rows")),
             "worst_examples": dg.MetadataValue.md(markdown_table(
-                worst_examples(quality), limit=5 * max(len(sources), 1), width=100)),
+                worst_examples(stage.worst), limit=5 * max(len(sources), 1), width=100)),
             "source_summary": dg.MetadataValue.md(markdown_table(
                 summary.drop("output_shapes"), limit=50, width=120)),
             "warehouse": dg.MetadataValue.path(str(paths.warehouse)),
             "seconds": round(stage.seconds, 3),
+            "chunks": stage.chunks,
         },
         check_results=checks,
     )

@@ -18,7 +18,7 @@ from instruct_assets.defs.curation.assets import COMPLEXITY
 from instruct_assets.defs.ingest.assets import NORMALIZED
 from instruct_assets.defs.metadata import column_schema, counts_markdown, markdown_table
 from instruct_assets.defs.quality.assets import QUALITY, registered_sources
-from instruct_assets.defs.resources import DataDir
+from instruct_assets.defs.resources import DataDir, MemorySettings
 from instruct_assets.defs.settings import CurationSettings
 from instruct_assets.lib.parquet_io import write_parquet
 from instruct_assets.lib.review.annotations import (
@@ -32,7 +32,12 @@ from instruct_assets.lib.review.annotations import (
 )
 from instruct_assets.lib.review.io import examples_for
 from instruct_assets.lib.review.layout import ReviewPaths
-from instruct_assets.lib.review.queue import QUEUE_SCHEMA, QueueConfig, queue_summary, select_queue
+from instruct_assets.lib.review.queue import (
+    QUEUE_SCHEMA,
+    QueueConfig,
+    queue_from_files,
+    queue_summary,
+)
 from instruct_assets.lib.review.tools import review_frame, write_tool_files
 from instruct_assets.lib.review.verdicts import verdict_conflicts
 from instruct_assets.lib.stage_io import live_sources
@@ -161,16 +166,10 @@ class ReviewQueueConfig(dg.Config):
 )
 def review_queue(context: dg.AssetExecutionContext, config: ReviewQueueConfig,
                  data_dir: DataDir, curation_settings: CurationSettings,
-                 duckdb: DuckDBResource) -> dg.MaterializeResult:
+                 duckdb: DuckDBResource, memory_settings: MemorySettings
+                 ) -> dg.MaterializeResult:
     paths = data_dir.paths
     layout = ReviewPaths(paths)
-    quality = pl.read_parquet(paths.quality / "quality.parquet",
-                              columns=["source", "example_id", "quality_score", "quality_flags",
-                                       "is_dup_representative"])
-    complexity_file = paths.curation / "complexity.parquet"
-    complexity = (pl.read_parquet(complexity_file, columns=["source", "example_id",
-                                                            "complexity_tier"])
-                  if complexity_file.exists() else None)
     reviewed = (pl.read_parquet(layout.annotations, columns=["source", "example_id"])
                 if config.exclude_reviewed and layout.annotations.exists() else None)
     cfg = QueueConfig(flagged_per_source=config.flagged_per_source,
@@ -178,7 +177,9 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewQueueConfig,
                       borderline_center=curation_settings.min_quality_score,
                       borderline_margin=config.borderline_margin,
                       sample_per_stratum=config.sample_per_stratum, seed=config.seed)
-    queue = select_queue(quality, complexity, cfg, reviewed)
+    queue = queue_from_files(paths.quality / "quality.parquet",
+                             paths.curation / "complexity.parquet", cfg, reviewed,
+                             chunk_rows=memory_settings.chunk_rows)
     examples = examples_for(paths, live_sources(paths, registered_sources(context)), queue)
     frame = review_frame(queue, examples, curation_settings.min_quality_score,
                          tuple(curation_settings.exclude_flags))

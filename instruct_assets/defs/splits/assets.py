@@ -15,7 +15,7 @@ from instruct_assets.defs.automation import REFRESH_DOWNSTREAM
 from instruct_assets.defs.curation.assets import COMPLEXITY, CURATED
 from instruct_assets.defs.metadata import column_schema, markdown_table
 from instruct_assets.defs.quality.assets import registered_sources
-from instruct_assets.defs.resources import DataDir
+from instruct_assets.defs.resources import DataDir, MemorySettings
 from instruct_assets.defs.settings import CurationSettings
 from instruct_assets.lib.split_sets import SET_SCHEMA, SPLIT_NAMES, run_splits
 from instruct_assets.lib.splits import split_report
@@ -54,20 +54,21 @@ SPLIT_CHECKS = {
                  for n, (d, b) in SPLIT_CHECKS.items()],
 )
 def split_assignments(context: dg.AssetExecutionContext, data_dir: DataDir,
-                      curation_settings: CurationSettings, duckdb: DuckDBResource
-                      ) -> dg.MaterializeResult:
+                      curation_settings: CurationSettings, duckdb: DuckDBResource,
+                      memory_settings: MemorySettings) -> dg.MaterializeResult:
     paths = data_dir.paths
     cfg = curation_settings.split_config()
     cap = curation_settings.synthetic_cap_config()
     outcome = run_splits(paths, live_sources(paths, registered_sources(context)), cfg,
-                         curation_settings.complexity_config(), synthetic_cap=cap)
+                         curation_settings.complexity_config(), synthetic_cap=cap,
+                         chunk_rows=memory_settings.chunk_rows)
     assignments, integrity, excluded_in = (outcome.assignments, outcome.integrity,
                                            outcome.excluded_in)
     with duckdb.get_connection() as con:
         replace_views(con, {
-            "splits": view_over([outcome.assignments_path], assignments.schema),
+            "splits": view_over([outcome.assignments_path], outcome.assignments_schema),
             **{name: view_over([outcome.files[name]], SET_SCHEMA) for name in SPLIT_NAMES},
-            "synthetic_capped": view_over([outcome.capped_path], outcome.capped.schema),
+            "synthetic_capped": view_over([outcome.capped_path], outcome.capped_schema),
         })
     before, after = outcome.synthetic_before, outcome.synthetic_after
     share_before = {s: round(v, 4) for s, v in zip(before["split"], before["synthetic_share"],
@@ -117,7 +118,7 @@ def split_assignments(context: dg.AssetExecutionContext, data_dir: DataDir,
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": assignments.height,
-            "dagster/column_schema": column_schema(assignments.schema),
+            "dagster/column_schema": column_schema(outcome.assignments_schema),
             "train_rows": integrity["train_rows"],
             "eval_rows": integrity["eval_rows"],
             "eval_share": round(integrity["eval_share"], 4),

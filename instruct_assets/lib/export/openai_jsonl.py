@@ -9,6 +9,7 @@ parsed JSON list, present only where the example has a non-empty tool list.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -55,29 +56,95 @@ def write_openai_parquet(path: str | os.PathLike[str], rows: pl.DataFrame) -> in
     Why a Parquet copy: ``datasets``/Polars/DuckDB read it column-wise and far faster than
     JSONL; same rows, same order as the JSONL.
     """
-    target = Path(path)
-    # One conversion of whole columns (64-bit offsets): converting polars slices that share
-    # the column's string buffers measured twice as slow. Each row group is cast to the
-    # 32-bit schema on its own, so no offset overflows however big the split.
-    table = pa.table(
-        {
-            "messages": rows.get_column("messages").to_arrow(),
-            "tools": rows.get_column("tools_items").to_arrow(),
-        }
-    )
-    # Dictionary-encode only ``role`` (four values): every ``content`` is distinct, and
-    # trying a dictionary for it first hashed every string for nothing.
-    with (
-        atomic_writer(target) as handle,
-        pq.ParquetWriter(
-            handle, PARQUET_SCHEMA, compression="zstd", use_dictionary=[ROLE_COLUMN]
-        ) as writer,
-    ):
-        for offset in range(0, max(rows.height, 1), PARQUET_ROW_GROUP):
-            group = table.slice(offset, PARQUET_ROW_GROUP).cast(PARQUET_SCHEMA)
-            writer.write_table(group, row_group_size=PARQUET_ROW_GROUP)
-            start_writeback(handle)
-    return target.stat().st_size
+    writer = OpenAIParquetWriter(path)
+    try:
+        writer.write(rows)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
+
+
+#: No rows, in the types the cast to :data:`PARQUET_SCHEMA` starts from (the JSON
+#: extension type has no empty table of its own).
+_EMPTY = pa.table({"messages": pa.array([], PARQUET_SCHEMA.field("messages").type),
+                   "tools": pa.array([], pa.list_(pa.string()))})
+
+
+class OpenAIParquetWriter:
+    """The Parquet copy written chunk by chunk (:meth:`write` per chunk of rows, then
+    :meth:`close`); atomic like every export (:meth:`abort` discards it).
+
+    Row groups are always :data:`PARQUET_ROW_GROUP` rows (the last one shorter), each built
+    from contiguous arrays, whatever the chunks: the file's bytes do not depend on how the
+    rows were chunked. The rows left over from a chunk (fewer than a row group) are copied,
+    so they do not keep the previous chunk's buffers alive.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.target = Path(path)
+        self._atomic = atomic_writer(self.target)
+        self._handle = self._atomic.__enter__()
+        # Dictionary-encode only ``role`` (four values): every ``content`` is distinct, and
+        # trying a dictionary for it first hashed every string for nothing.
+        self._writer = pq.ParquetWriter(
+            self._handle, PARQUET_SCHEMA, compression="zstd", use_dictionary=[ROLE_COLUMN])
+        self._pending: pa.Table | None = None
+        self._written = 0
+
+    def write(self, rows: pl.DataFrame) -> None:
+        # One conversion of whole columns (64-bit offsets): converting polars slices that
+        # share the column's string buffers measured twice as slow. Each row group is cast to
+        # the 32-bit schema on its own, so no offset overflows however big the split.
+        table = pa.table(
+            {
+                "messages": rows.get_column("messages").to_arrow(),
+                "tools": rows.get_column("tools_items").to_arrow(),
+            }
+        )
+        offset = 0
+        if self._pending is not None:  # complete the row group a previous chunk began
+            need = PARQUET_ROW_GROUP - self._pending.num_rows
+            head = table.slice(0, need).cast(PARQUET_SCHEMA)
+            group = pa.concat_tables([self._pending, head]).combine_chunks()
+            offset = head.num_rows
+            if group.num_rows < PARQUET_ROW_GROUP:
+                self._pending = group
+                return
+            self._pending = None
+            self._write(group)
+        while table.num_rows - offset >= PARQUET_ROW_GROUP:
+            self._write(table.slice(offset, PARQUET_ROW_GROUP).cast(PARQUET_SCHEMA))
+            offset += PARQUET_ROW_GROUP
+        if offset < table.num_rows:
+            self._pending = table.slice(offset).cast(PARQUET_SCHEMA).combine_chunks()
+
+    def _write(self, group: pa.Table) -> None:
+        self._writer.write_table(group, row_group_size=PARQUET_ROW_GROUP)
+        self._written += 1
+        start_writeback(self._handle)
+
+    def close(self) -> int:
+        """Write the last row group (an empty one if no row came), publish; return bytes."""
+        try:
+            if self._pending is not None or not self._written:
+                self._write(self._pending if self._pending is not None else _EMPTY.cast(
+                    PARQUET_SCHEMA))
+            self._pending = None
+            self._writer.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._atomic.__exit__(None, None, None)
+        return self.target.stat().st_size
+
+    def abort(self) -> None:
+        """Discard the file being written (the target keeps its previous content)."""
+        self._pending = None
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(RuntimeError):
+            self._atomic.__exit__(RuntimeError, RuntimeError("export aborted"), None)
 
 
 def axolotl_yaml(data_path: str, split: str) -> str:

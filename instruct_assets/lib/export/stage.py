@@ -23,14 +23,21 @@ from typing import Any
 
 import polars as pl
 
+from instruct_assets.lib.chunks import (
+    DEFAULT_CHUNK_ROWS,
+    chunk_bounds,
+    iter_parquet_chunks,
+    parquet_rows,
+)
 from instruct_assets.lib.export.card import write_card
+from instruct_assets.lib.export.common import KEY, key_list
 from instruct_assets.lib.export.validate import validate_export
 from instruct_assets.lib.export.writers import (
+    KindsWriter,
     SharedChunks,
     check_kinds,
     prepare_rows,
     split_result,
-    write_kinds,
 )
 from instruct_assets.lib.export_stats import card_stats, round_trip_ids
 from instruct_assets.lib.paths import DataPaths
@@ -88,9 +95,31 @@ def _check(paths: DataPaths, entry: dict[str, Any], kept: pl.DataFrame, split: s
     return report, trip
 
 
+def _timed_chunks(chunks: Iterator[pl.DataFrame], timed: Part, name: str
+                  ) -> Iterator[pl.DataFrame]:
+    """``chunks``, each read under ``timed(name)``."""
+    while True:
+        with timed(name):
+            chunk = next(chunks, None)
+        if chunk is None:
+            return
+        yield chunk
+
+
+def _check_order(rows: pl.DataFrame, previous: tuple | None, source: Path) -> tuple | None:
+    """The last key of ``rows`` (sorted) after checking its first key follows ``previous``
+    (the last key of the chunk before): chunks must come in key order, with no repeat."""
+    if not rows.height:
+        return previous
+    if previous is not None and rows.select(KEY).row(0) <= previous:
+        raise ValueError(f"{source} is not in (source, example_id) order: a split set must "
+                         "be, to be exported in chunks")
+    return rows.select(KEY).row(-1)
+
+
 def run_exports(paths: DataPaths, sources: list[str], kinds: list[str] | tuple[str, ...],
                 config: dict[str, Any], *, part: Part | None = None,
-                workers: int = 2) -> ExportOutcome:
+                workers: int = 2, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ExportOutcome:
     """Export every split in ``kinds`` under ``paths.exports``, check the files, write the
     card (``config`` goes to its configuration section). ``sources``: the live sources
     the card lists. ``part(name)``: an optional timer context per step (the bench's).
@@ -99,6 +128,11 @@ def run_exports(paths: DataPaths, sources: list[str], kinds: list[str] | tuple[s
     shared encoding, see ``writers.write_kinds``) and the Parquet copy on its own; each
     file is then checked on its own task. The round trip ("ingesting the OpenAI JSONL gives
     the split's example ids") needs the ``openai`` kind; without it, ``trip`` is empty.
+
+    Each split is read ``chunk_rows`` rows at a time (its set is in key order, the order of
+    every export: the splits stage writes it so) and every file is appended chunk by chunk
+    (``writers.KindsWriter``): the next chunk is read and prepared while the previous one is
+    written, so at most two chunks' rows are in memory. Files equal the one-chunk files.
     """
     timed = part or _no_part
     kinds = check_kinds(kinds)
@@ -108,38 +142,69 @@ def run_exports(paths: DataPaths, sources: list[str], kinds: list[str] | tuple[s
     texts = [g for g in ([k for k in kinds if k == "openai" or k.startswith("text_")],
                          [k for k in kinds if k in ("sharegpt", "alpaca")]) if g]
     parquet = [k for k in kinds if k == "openai_parquet"]
+    groups = texts + ([parquet] if parquet else [])
     frames: dict[str, pl.DataFrame] = {}
     results: dict[str, dict[str, Any]] = {}
     writes: list[tuple[str, Future]] = []
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    open_writers: list[KindsWriter] = []
+    try:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
 
-        def write_then_check(rows: pl.DataFrame, split: str, group: list[str],
-                             chunks: SharedChunks | None = None) -> Any:
-            entries = write_kinds(rows, paths.exports, split, group, chunks=chunks)
-            return entries, {k: pool.submit(_check, paths, entries[k], frames[split], split, k)
-                             for k in group}
+            def write_then_check(writer: KindsWriter, rows: pl.DataFrame,
+                                 chunks: SharedChunks | None, last: bool) -> Any:
+                writer.write(rows, chunks)
+                if not last:
+                    return None
+                entries = writer.close()
+                open_writers.remove(writer)
+                split = writer.split
+                return entries, {k: pool.submit(_check, paths, entries[k], frames[split],
+                                                split, k) for k in writer.kinds}
 
-        for split in SPLIT_NAMES:
-            with timed("read_split"):
-                frame = pl.read_parquet(paths.splits / f"{split}.parquet",
-                                        columns=list(SPLIT_COLUMNS))
-            with timed("prepare_rows"):
-                rows = prepare_rows(frame, split)
-                frames[split] = frame.select(KEPT_COLUMNS)
-                del frame
-                results[split] = split_result(rows, paths.exports, split)
-            chunks = SharedChunks(rows, len(texts)) if len(texts) > 1 else None
-            writes += [(split, pool.submit(write_then_check, rows, split, g, chunks))
-                       for g in texts]
-            if parquet:
-                writes.append((split, pool.submit(write_then_check, rows, split, parquet)))
-            del rows, chunks  # the tasks hold them until they finish
-        with timed("write_and_check"):
-            done = {}
-            for split, future in writes:
-                entries, checks = future.result()
-                for kind, entry in entries.items():
-                    done[split, kind] = (entry, *checks[kind].result())
+            for split in SPLIT_NAMES:
+                source = paths.splits / f"{split}.parquet"
+                n_chunks = len(chunk_bounds(parquet_rows([source]), chunk_rows))
+                writers = [KindsWriter(paths.exports, split, g) for g in groups]
+                open_writers += writers
+                kept: list[pl.DataFrame] = []
+                invalid: list[dict[str, str]] = []
+                height, previous, pending = 0, None, []
+                chunks_read = _timed_chunks(iter_parquet_chunks(
+                    [source], list(SPLIT_COLUMNS), chunk_rows), timed, "read_split")
+                for index, frame in enumerate(chunks_read):
+                    last = index == n_chunks - 1
+                    with timed("prepare_rows"):
+                        rows = prepare_rows(frame, split)
+                        kept.append(frame.select(KEPT_COLUMNS))
+                        del frame
+                        if n_chunks > 1:
+                            previous = _check_order(rows, previous, source)
+                        height += rows.height
+                        invalid += key_list(rows, pl.col("tools_status") == "invalid")
+                        if last:
+                            frames[split] = pl.concat(kept) if len(kept) > 1 else kept[0]
+                            kept.clear()
+                            results[split] = split_result(rows.clear(), paths.exports,
+                                                          split) | {"rows": height,
+                                                                    "invalid_tools": invalid}
+                    for future in pending:  # this split's previous chunk is written
+                        future.result()
+                    shared = SharedChunks(rows, len(texts)) if len(texts) > 1 else None
+                    pending = [pool.submit(write_then_check, w, rows,
+                                           shared if w.kinds != parquet else None, last)
+                               for w in writers]
+                    del rows, shared  # the tasks hold them until they finish
+                writes += [(split, future) for future in pending]
+            with timed("write_and_check"):
+                done = {}
+                for split, future in writes:
+                    entries, checks = future.result()
+                    for kind, entry in entries.items():
+                        done[split, kind] = (entry, *checks[kind].result())
+    except BaseException:
+        for writer in open_writers:
+            writer.abort()
+        raise
     done = {(s, k): done[s, k] for s in SPLIT_NAMES for k in kinds}  # caller's order
     validations = []
     trip: dict[str, dict[str, Any]] = {}

@@ -51,9 +51,9 @@ from instruct_assets.lib.export.derive import (
     with_messages_json,
 )
 from instruct_assets.lib.export.openai_jsonl import (
+    OpenAIParquetWriter,
     openai_lines,
     write_axolotl_yaml,
-    write_openai_parquet,
 )
 from instruct_assets.lib.export.rendered import (
     ChatTemplate,
@@ -224,71 +224,139 @@ def write_kinds(
     between concurrent calls. Any failure leaves every target file as it was (each write is
     atomic).
     """
-    started = time.perf_counter()
-    out = Path(out_dir)
-    kinds = check_kinds(kinds)
-    entries: dict[str, dict[str, Any]] = {}
-    for kind in kinds:
-        single = kind in SINGLE_TURN_KINDS
-        count = int(rows.get_column("_single").sum()) if single else rows.height
-        entries[kind] = {"path": str(export_path(out, kind, split)), "rows": count}
-    texts = [k for k in kinds if k != "openai_parquet"]
-    if texts:
-        with contextlib.ExitStack() as stack:
-            sinks = {
-                k: LineSink(
-                    stack.enter_context(atomic_writer(entries[k]["path"])),
-                    json_array=k in ARRAY_KINDS,
-                )
-                for k in texts
+    writer = KindsWriter(out_dir, split, kinds, name=name)
+    try:
+        writer.write(rows, chunks)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
+
+
+class KindsWriter:
+    """``kinds`` of one split written from consecutive parts of its rows: :meth:`write` per
+    part (each :func:`prepare_rows` output, the parts in key order), then :meth:`close`,
+    which publishes every file and returns the entries :func:`write_kinds` returns.
+
+    Why: a split of ten million rows is read and written a part at a time; every file (a
+    JSON array too: its brackets are written once, see ``common.LineSink``) gets the bytes
+    of a one-part write, and the figures of the entries (rows, flags, not-exportable keys)
+    are summed over the parts. Nothing is visible until :meth:`close`; :meth:`abort` (or a
+    failing :meth:`close`) leaves every target as it was. One thread at a time.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], split: str,
+                 kinds: list[str] | tuple[str, ...], *, name: str = "instruct_assets") -> None:
+        self.started: float | None = None  # the first write (a queued task is not timed)
+        self.out = Path(out_dir)
+        self.split = split
+        self.name = name
+        self.kinds = check_kinds(kinds)
+        self.entries: dict[str, dict[str, Any]] = {
+            k: {"path": str(export_path(self.out, k, split)), "rows": 0} for k in self.kinds}
+        self.texts = [k for k in self.kinds if k != "openai_parquet"]
+        self.plans = {k: _encoders_of(k) for k in self.texts}
+        self.shared = any(rewrite is not None for rewrite, _ in self.plans.values())
+        self.templates = {k: load_template(k.removeprefix("text_"))
+                          for k in self.kinds if k.startswith("text_")}
+        self.template_tokens = dict.fromkeys(self.templates, 0)
+        self.skipped: list[dict[str, str]] = []
+        self.has_system = False
+        self.has_tools = False
+        self._stack = contextlib.ExitStack()
+        self.parquet: OpenAIParquetWriter | None = None
+        try:
+            self.sinks = {
+                k: LineSink(self._stack.enter_context(atomic_writer(self.entries[k]["path"])),
+                            json_array=k in ARRAY_KINDS)
+                for k in self.texts
             }
-            plans = {k: _encoders_of(k) for k in texts}
-            shared = any(rewrite is not None for rewrite, _ in plans.values())
+            if "openai_parquet" in self.kinds:
+                self.parquet = OpenAIParquetWriter(self.entries["openai_parquet"]["path"])
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, rows: pl.DataFrame, chunks: Iterable[pl.DataFrame] | None = None) -> None:
+        """Append ``rows`` (``chunks``: a :class:`SharedChunks` of them, or None)."""
+        if self.started is None:
+            self.started = time.perf_counter()
+        singles = None
+        for kind in self.kinds:
+            if kind in SINGLE_TURN_KINDS:
+                if singles is None:
+                    singles = int(rows.get_column("_single").sum())
+                self.entries[kind]["rows"] += singles
+            else:
+                self.entries[kind]["rows"] += rows.height
+        if self.texts:
             if chunks is None:  # encoded as they come: one chunk's text in memory at a time
-                chunks = (with_messages_json(c) if shared else c for c in row_chunks(rows))
+                chunks = (with_messages_json(c) if self.shared else c for c in row_chunks(rows))
             for chunk in chunks:
-                lines = _chunk_lines(chunk, texts, plans)
-                for kind in texts:
-                    sinks[kind].write(lines[kind])
-            for sink in sinks.values():
-                sink.close()
-    for kind in kinds:
-        entry = entries[kind]
-        path = Path(entry["path"])
-        if kind == "openai_parquet":
-            entry["bytes"] = write_openai_parquet(path, rows)
-        else:
-            entry["bytes"] = path.stat().st_size
-        if kind == "openai":
-            yaml_path = out / "openai" / f"axolotl.{split}.yaml"
-            write_axolotl_yaml(yaml_path, KIND_PATHS[kind].format(split=split), split)
-            entry["axolotl_yaml"] = str(yaml_path)
-        elif kind == "sharegpt":
-            info_path = path.parent / "dataset_info.json"
-            dataset_name = f"{name}_{split}"
-            info = dataset_info_entry(
-                path.name,
-                has_system=bool(rows.select(has_system().any()).item()),
-                has_tools=rows.get_column("tools_json").is_not_null().any(),
-            )
-            update_dataset_info(info_path, dataset_name, info)
-            entry["dataset_info"] = str(info_path)
-            entry["dataset_name"] = dataset_name
-        elif kind.startswith("text_"):
-            template = load_template(kind.removeprefix("text_"))
+                lines = _chunk_lines(chunk, self.texts, self.plans)
+                for kind in self.texts:
+                    self.sinks[kind].write(lines[kind])
+        if self.parquet is not None:
+            self.parquet.write(rows)
+        if "sharegpt" in self.kinds:
+            self.has_system = self.has_system or bool(rows.select(has_system().any()).item())
+            self.has_tools = self.has_tools or bool(
+                rows.get_column("tools_json").is_not_null().any())
+        for kind, template in self.templates.items():
             source = rows.filter(pl.col("_single")) if kind in SINGLE_TURN_KINDS else rows
-            entry["rows_with_template_tokens"] = int(
-                source.select(template_token_mask(template).sum()).item()
-            )
-        if kind in SINGLE_TURN_KINDS:
-            skipped = key_list(rows, ~pl.col("_single"))
-            entry["not_exportable"] = {
-                "reason": NOT_SINGLE_TURN,
-                "count": len(skipped),
-                "ids": skipped,
-            }
-        entry["seconds"] = round(time.perf_counter() - started, 3)
-    return entries
+            self.template_tokens[kind] += int(
+                source.select(template_token_mask(template).sum()).item())
+        if SINGLE_TURN_KINDS & set(self.kinds):
+            self.skipped += key_list(rows, ~pl.col("_single"))
+
+    def close(self) -> dict[str, dict[str, Any]]:
+        """Finish and publish every file; return the entries."""
+        try:
+            for sink in self.sinks.values():
+                sink.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._stack.close()
+        now = time.perf_counter()
+        for kind in self.kinds:
+            entry = self.entries[kind]
+            path = Path(entry["path"])
+            if kind == "openai_parquet":
+                assert self.parquet is not None
+                entry["bytes"] = self.parquet.close()
+            else:
+                entry["bytes"] = path.stat().st_size
+            if kind == "openai":
+                yaml_path = self.out / "openai" / f"axolotl.{self.split}.yaml"
+                write_axolotl_yaml(yaml_path, KIND_PATHS[kind].format(split=self.split),
+                                   self.split)
+                entry["axolotl_yaml"] = str(yaml_path)
+            elif kind == "sharegpt":
+                info_path = path.parent / "dataset_info.json"
+                dataset_name = f"{self.name}_{self.split}"
+                info = dataset_info_entry(path.name, has_system=self.has_system,
+                                          has_tools=self.has_tools)
+                update_dataset_info(info_path, dataset_name, info)
+                entry["dataset_info"] = str(info_path)
+                entry["dataset_name"] = dataset_name
+            elif kind.startswith("text_"):
+                entry["rows_with_template_tokens"] = self.template_tokens[kind]
+            if kind in SINGLE_TURN_KINDS:
+                entry["not_exportable"] = {
+                    "reason": NOT_SINGLE_TURN,
+                    "count": len(self.skipped),
+                    "ids": list(self.skipped),
+                }
+            entry["seconds"] = round(time.perf_counter() - (self.started or now), 3)
+        return self.entries
+
+    def abort(self) -> None:
+        """Discard every file being written (targets keep their previous content)."""
+        with contextlib.suppress(RuntimeError):
+            self._stack.__exit__(RuntimeError, RuntimeError("export aborted"), None)
+        if self.parquet is not None:
+            self.parquet.abort()
 
 
 def check_kinds(formats: tuple[str, ...] | list[str]) -> list[str]:

@@ -190,26 +190,18 @@ def with_instruction_template(frame: pl.DataFrame, cfg: QualityThresholds) -> pl
     return frame
 
 
-def with_shape_outlier(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
-    """``frame`` plus ``template_dominant_shape`` and ``shape_outlier``.
-
-    Needs ``source``, ``instruction_template`` and ``output_shape`` (and uses ``n_turns``
-    when present: the shape compared is the final response's, so a chat of another length
-    is another template). A (source, template) group of at least
-    ``cfg.shape_min_group_rows`` rows whose most common shape covers at least
-    ``cfg.shape_dominant_share`` of it has a dominant shape; other shapes in it are outliers.
-    With a share above 0.5 the dominant shape is unique (ties are broken by name for lower
-    shares, which never make a shape dominant).
-
-    Computed on a small (group, shape) count table joined back on one integer key: window
-    functions over two string columns cost ~8x more at a million rows. The key is polars'
-    row hash, used only to group within this call (equality, not stored).
-    """
+def shape_keys(frame: pl.DataFrame) -> pl.DataFrame:
+    """``_gid`` (the row's template group, see :func:`with_shape_outlier`) and
+    ``output_shape``: the narrow per-row input of :func:`dominant_shapes`."""
     key = ["source", "instruction_template"] + (["n_turns"] if "n_turns" in frame.columns else [])
-    gid = pl.struct(key).hash(seed=0).alias("_gid")
-    keyed = frame.select(gid, "output_shape")
+    return frame.select(pl.struct(key).hash(seed=0).alias("_gid"), "output_shape")
+
+
+def dominant_shapes(keyed: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
+    """(``_gid``, ``template_dominant_shape``) of the groups of ``keyed`` (:func:`shape_keys`
+    of all rows, possibly concatenated from chunks) that have a dominant shape."""
     counts = keyed.group_by("_gid", "output_shape").agg(pl.len().alias("_n"))
-    groups = (
+    return (
         counts.sort(["_gid", "_n", "output_shape"], descending=[False, True, False])
         .group_by("_gid")
         .agg(
@@ -226,6 +218,29 @@ def with_shape_outlier(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFr
         )
         .select("_gid", pl.col("_dom").alias("template_dominant_shape"))
     )
+
+
+def with_shape_outlier(frame: pl.DataFrame, cfg: QualityThresholds,
+                       groups: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``frame`` plus ``template_dominant_shape`` and ``shape_outlier``.
+
+    Needs ``source``, ``instruction_template`` and ``output_shape`` (and uses ``n_turns``
+    when present: the shape compared is the final response's, so a chat of another length
+    is another template). A (source, template) group of at least
+    ``cfg.shape_min_group_rows`` rows whose most common shape covers at least
+    ``cfg.shape_dominant_share`` of it has a dominant shape; other shapes in it are outliers.
+    With a share above 0.5 the dominant shape is unique (ties are broken by name for lower
+    shares, which never make a shape dominant).
+
+    Computed on a small (group, shape) count table joined back on one integer key: window
+    functions over two string columns cost ~8x more at a million rows. The key is polars'
+    row hash, used only to group within this process (equality, not stored). ``groups``:
+    :func:`dominant_shapes` computed over more rows than ``frame`` (a chunked stage's whole
+    input); by default, over ``frame``.
+    """
+    keyed = shape_keys(frame)
+    if groups is None:
+        groups = dominant_shapes(keyed, cfg)
     dominant = keyed.join(groups, on="_gid", how="left", maintain_order="left")
     out = frame.hstack([dominant["template_dominant_shape"]])
     return out.with_columns(
@@ -250,6 +265,22 @@ def system_prompt_table(frame: pl.DataFrame) -> pl.DataFrame:
         .agg(
             pl.len().cast(pl.Int64).alias("count"),
             pl.col("source").unique().sort().alias("sources"),
+        )
+        .sort(["count", "text"], descending=[True, False])
+    )
+
+
+def merge_system_prompts(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """:func:`system_prompt_table` of the rows of several chunks, from the tables of each
+    chunk: counts add up, source lists unite (distinct prompts are few; rows are many)."""
+    if len(parts) == 1:
+        return parts[0]
+    return (
+        pl.concat(parts)
+        .group_by("text")
+        .agg(
+            pl.col("count").sum().cast(pl.Int64),
+            pl.col("sources").explode(keep_nulls=False, empty_as_null=False).unique().sort(),
         )
         .sort(["count", "text"], descending=[True, False])
     )

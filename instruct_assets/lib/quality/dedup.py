@@ -64,6 +64,7 @@ import itertools
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -77,8 +78,12 @@ __all__ = [
     "DEDUP_SCHEMA",
     "NON_WORD_RANGES",
     "DedupConfig",
+    "cluster_hashes",
+    "dedup_hashes",
+    "duplicates_frame",
     "find_duplicates",
     "pick_representatives",
+    "signatures_of",
 ]
 
 
@@ -866,42 +871,53 @@ def _tools_key_sums(normalized: pl.DataFrame, cfg: DedupConfig, hi: np.ndarray,
         lo[some[d0:d1]] += t_lo
 
 
-def find_duplicates(normalized: pl.DataFrame, cfg: DedupConfig | None = None) -> pl.DataFrame:
-    """Flag exact and near duplicates and cluster them, within and across sources.
-
-    Input: normalized examples (needs ``source``, ``example_id``, ``messages``; ``tools`` is
-    used when present and ``cfg.key_includes_tools``). Output: one row per input row, in input
-    order, with the columns of :data:`DEDUP_SCHEMA`:
-
-    - ``exact_key``: 128-bit hex hash of the normalised conversation (see module doc).
-    - ``is_exact_duplicate``: another row shares ``exact_key``.
-    - ``near_dup_jaccard``: best estimated Jaccard to another member of the row's cluster over
-      the links found (1.0 for identical MinHash text); null when the cluster is the row alone.
-    - ``is_near_duplicate``: linked at estimated Jaccard >= threshold to a row with a
-      *different* exact key (exact copies alone are not near duplicates).
-    - ``dup_cluster_id``: smallest ``exact_key`` among the cluster's members (content-derived,
-      independent of row order); a singleton's own key. ``dup_cluster_size``: members.
-
-    Everything depends on content only: shuffling the input permutes the output rows.
-    """
-    cfg = cfg or DedupConfig()
+def dedup_hashes(normalized: pl.DataFrame, cfg: DedupConfig) -> dict[str, np.ndarray]:
+    """The per-row material clustering needs, for each row of ``normalized`` (row-local, so a
+    chunked stage hashes chunk by chunk and concatenates): ``hi``/``lo`` (the finished
+    128-bit exact key), ``has`` (any MinHash text) and ``bands`` (num_bands x rows)."""
     n = normalized.height
-    if n == 0:
-        return pl.DataFrame(schema=DEDUP_SCHEMA)
-    nh = cfg.num_hashes
     out = {
         "hi": np.zeros(n, dtype=np.uint64),
         "lo": np.zeros(n, dtype=np.uint64),
         "has": np.empty(n, dtype=bool),
         "bands": np.empty((cfg.num_bands, n), dtype=np.uint64),
     }
+    if n == 0:
+        return out
     _hash_docs(cfg, normalized, out)
-    hi, lo, has, bands = out["hi"], out["lo"], out["has"], out["bands"]
+    hi, lo = out["hi"], out["lo"]
     if cfg.key_includes_tools and "tools" in normalized.columns:
         _tools_key_sums(normalized, cfg, hi, lo)
     _fmix64(hi)
     lo ^= _K_LO
     _fmix64(lo)
+    return out
+
+
+def signatures_of(normalized: pl.DataFrame, cfg: DedupConfig, rows: np.ndarray) -> np.ndarray:
+    """Densified MinHash signatures (bins x len(rows), uint32) of ``normalized[rows]``."""
+    sig_out = {"sig": np.empty((cfg.num_hashes, rows.size), dtype=np.uint32),
+               "has": np.empty(rows.size, dtype=bool)}
+    if rows.size:
+        _hash_docs(cfg, normalized.select("messages")[rows], sig_out)
+    return sig_out["sig"]
+
+
+def cluster_hashes(
+    hashes: dict[str, np.ndarray], cfg: DedupConfig,
+    signatures: Callable[[np.ndarray], np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Clusters over the :func:`dedup_hashes` of all rows (consumes ``hashes["bands"]``).
+
+    ``signatures(rows)`` returns the MinHash signatures (bins x len(rows)) of the given
+    ascending row indices: only rows in candidate pairs need them, so a chunked caller
+    hashes those again from its chunks. Returns per row: ``hi``/``lo``, ``exact_dup``,
+    ``jaccard`` (NaN = null), ``near``, ``smallest`` (row whose exact key names the
+    cluster) and ``cluster_size``.
+    """
+    hi, lo, has, bands = hashes["hi"], hashes["lo"], hashes["has"], hashes.pop("bands")
+    n = hi.size
+    nh = cfg.num_hashes
 
     # Groups of identical MinHash signatures (rows without text tokens group by exact key),
     # each named by its first row. Only rows whose key may repeat are sorted.
@@ -919,14 +935,11 @@ def find_duplicates(normalized: pl.DataFrame, cfg: DedupConfig | None = None) ->
     # their buckets by signature hash, verified by estimated Jaccard.
     rows = np.flatnonzero((grp == arange) & has)
     cu, cv = _candidate_pairs(bands, rows, gkey[rows], cfg.bucket_window)
-    del bands
+    del bands, gkey
     # Signatures only of the rows in candidate pairs (a few percent): hashed again rather
     # than kept for every row (112 x 4 bytes per row).
     need = _sorted_unique(np.concatenate([cu, cv]))
-    sig_out = {"sig": np.empty((nh, need.size), dtype=np.uint32),
-               "has": np.empty(need.size, dtype=bool)}
-    _hash_docs(cfg, normalized.select("messages")[need], sig_out)
-    sig = sig_out["sig"]
+    sig = signatures(need)
     cu, cv = np.searchsorted(need, cu), np.searchsorted(need, cv)
     eu, ev, ej = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
     step = max(1, (1 << 22) // nh)
@@ -937,7 +950,7 @@ def find_duplicates(normalized: pl.DataFrame, cfg: DedupConfig | None = None) ->
         eu.append(need[u[keep]])
         ev.append(need[v[keep]])
         ej.append(est[keep])
-    del sig, sig_out
+    del sig
     eu_a, ev_a, ej_a = np.concatenate(eu), np.concatenate(ev), np.concatenate(ej)
 
     lab = connected_components(n, eu_a, ev_a)
@@ -959,7 +972,7 @@ def find_duplicates(normalized: pl.DataFrame, cfg: DedupConfig | None = None) ->
     comp = lab[grp]
     cluster_size = np.bincount(comp, minlength=n)[comp]
     # cluster id: the smallest exact key among the members (a singleton's own key)
-    smallest = arange.copy()
+    smallest = arange
     shared = np.flatnonzero(cluster_size > 1)
     if shared.size:
         by = shared[np.lexsort((lo[shared], hi[shared], comp[shared]))]
@@ -969,21 +982,67 @@ def find_duplicates(normalized: pl.DataFrame, cfg: DedupConfig | None = None) ->
     jaccard = np.where(group_size > 1, 1.0, best[grp])
     jaccard[cluster_size == 1] = np.nan
     is_near = (keys_per_group > 1) | ~np.isnan(best[grp])
+    return {"hi": hi, "lo": lo, "exact_dup": exact_size > 1, "jaccard": jaccard,
+            "near": is_near, "smallest": smallest, "cluster_size": cluster_size.astype(np.int64)}
 
-    keys = _hex_keys(hi, lo)
+
+def duplicates_frame(keys: pl.DataFrame, clusters: dict[str, np.ndarray],
+                     rows: np.ndarray | None = None) -> pl.DataFrame:
+    """The :data:`DEDUP_SCHEMA` frame of ``rows`` (all by default) of :func:`cluster_hashes`'
+    result; ``keys`` holds those rows' ``source``/``example_id``, in the same order."""
+    c = clusters
+    if rows is None:
+        hi, lo, small = c["hi"], c["lo"], c["smallest"]
+        exact, jac, near, size = c["exact_dup"], c["jaccard"], c["near"], c["cluster_size"]
+    else:
+        hi, lo, small = c["hi"][rows], c["lo"][rows], c["smallest"][rows]
+        exact, jac, near = c["exact_dup"][rows], c["jaccard"][rows], c["near"][rows]
+        size = c["cluster_size"][rows]
+    hex_keys = _hex_keys(hi, lo)
+    # the cluster id is the exact key of row ``smallest`` (gathered when all rows are here)
+    cluster_ids = (hex_keys.gather(small) if rows is None
+                   else _hex_keys(c["hi"][small], c["lo"][small]))
     return pl.DataFrame(
         {
-            "source": normalized["source"],
-            "example_id": normalized["example_id"],
-            "exact_key": keys,
-            "is_exact_duplicate": exact_size > 1,
-            "near_dup_jaccard": pl.Series(jaccard).fill_nan(None),
-            "is_near_duplicate": is_near,
-            "dup_cluster_id": keys.gather(smallest),
-            "dup_cluster_size": cluster_size.astype(np.int64),
+            "source": keys["source"],
+            "example_id": keys["example_id"],
+            "exact_key": hex_keys,
+            "is_exact_duplicate": exact,
+            "near_dup_jaccard": pl.Series(jac).fill_nan(None),
+            "is_near_duplicate": near,
+            "dup_cluster_id": cluster_ids.alias("dup_cluster_id"),
+            "dup_cluster_size": size,
         },
         schema=DEDUP_SCHEMA,
     )
+
+
+def find_duplicates(normalized: pl.DataFrame, cfg: DedupConfig | None = None) -> pl.DataFrame:
+    """Flag exact and near duplicates and cluster them, within and across sources.
+
+    Input: normalized examples (needs ``source``, ``example_id``, ``messages``; ``tools`` is
+    used when present and ``cfg.key_includes_tools``). Output: one row per input row, in input
+    order, with the columns of :data:`DEDUP_SCHEMA`:
+
+    - ``exact_key``: 128-bit hex hash of the normalised conversation (see module doc).
+    - ``is_exact_duplicate``: another row shares ``exact_key``.
+    - ``near_dup_jaccard``: best estimated Jaccard to another member of the row's cluster over
+      the links found (1.0 for identical MinHash text); null when the cluster is the row alone.
+    - ``is_near_duplicate``: linked at estimated Jaccard >= threshold to a row with a
+      *different* exact key (exact copies alone are not near duplicates).
+    - ``dup_cluster_id``: smallest ``exact_key`` among the cluster's members (content-derived,
+      independent of row order); a singleton's own key. ``dup_cluster_size``: members.
+
+    Everything depends on content only: shuffling the input permutes the output rows.
+    Composed of :func:`dedup_hashes` (row-local), :func:`cluster_hashes` (global) and
+    :func:`duplicates_frame`, which a chunked caller runs separately.
+    """
+    cfg = cfg or DedupConfig()
+    if normalized.height == 0:
+        return pl.DataFrame(schema=DEDUP_SCHEMA)
+    clusters = cluster_hashes(dedup_hashes(normalized, cfg), cfg,
+                              lambda rows: signatures_of(normalized, cfg, rows))
+    return duplicates_frame(normalized, clusters)
 
 
 def pick_representatives(dups: pl.DataFrame, scores: pl.DataFrame | None = None) -> pl.DataFrame:

@@ -153,16 +153,13 @@ def _add_scores(
     if len(flags) > 64:
         raise ValueError("at most 64 flags fit the flag bit mask")
     raised = [e.fill_null(False) for e in flags.values()]
-    penalty = pl.sum_horizontal(
-        [e.fill_null(False).cast(pl.Float64) * cfg.weight(f) for f, e in flags.items()]
-    )
     severe = [e.fill_null(False) for f, e in flags.items() if f in cfg.severe_flags]
     mask = pl.sum_horizontal([r.cast(pl.UInt64) * (1 << i) for i, r in enumerate(raised)])
     frame = add_columns(
         frame,
         [
             (pl.any_horizontal(severe) if severe else pl.lit(False)).alias("has_severe_flag"),
-            (1.0 - penalty).clip(0.0, 1.0).alias("quality_score"),
+            _score_expr(cfg, flags).alias("quality_score"),
             mask.alias("_flag_mask"),
         ],
     )
@@ -231,6 +228,61 @@ def _row_signals(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
         frame.with_columns(consistency.output_shape(frame, cfg)), cfg
     )
     return frame.select(ROW, *_ROW_LEVEL_COLUMNS)
+
+
+def row_signals(frame: pl.DataFrame, cfg: QualityThresholds) -> pl.DataFrame:
+    """The row-local signals (``_row`` plus ``_ROW_LEVEL_COLUMNS``, in input order) of a
+    frame with ``_row``, KEY and ``messages``, on row slices in parallel threads: the part
+    of :func:`score_examples` that a chunked stage runs chunk by chunk."""
+    chunks = slices(frame)
+    if len(chunks) == 1:
+        return _row_signals(frame, cfg)
+    with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+        parts = list(pool.map(lambda part: _row_signals(part, cfg), chunks))
+    return pl.concat(parts, how="vertical")
+
+
+def finish_scores(rows: pl.DataFrame, cfg: QualityThresholds,
+                  groups: pl.DataFrame | None = None) -> pl.DataFrame:
+    """:func:`score_examples`' output columns from :func:`row_signals`' rows (any order;
+    kept): shape outliers against ``groups`` (``consistency.dominant_shapes`` of every row,
+    by default of ``rows``), flags and the score."""
+    frame = consistency.with_shape_outlier(rows, cfg, groups)
+    frame = _add_scores(frame, cfg, {f: pl.col(f) for f in FLAG_ORDER})
+    return frame.select(list(QUALITY_COLUMNS))
+
+
+#: Row-local flags (every flag of FLAG_ORDER but the group-level ``shape_outlier``).
+ROW_FLAGS = tuple(f for f in FLAG_ORDER if f != "shape_outlier")
+
+
+def row_flag_mask(rows: pl.DataFrame) -> pl.Series:
+    """The row-local flags of :func:`row_signals`' rows as one UInt32 per row (bit i =
+    ``FLAG_ORDER[i]``; null reads as False): what :func:`mask_scores` needs, 4 bytes a row."""
+    bits = [pl.col(f).fill_null(False).cast(pl.UInt32) * (1 << FLAG_ORDER.index(f))
+            for f in ROW_FLAGS]
+    return rows.select(pl.sum_horizontal(bits).cast(pl.UInt32).alias("_mask")).to_series()
+
+
+def mask_scores(mask: pl.Series, shape_outlier: pl.Series,
+                cfg: QualityThresholds) -> pl.Series:
+    """``quality_score`` before duplicates (as :func:`score_examples` computes it, the same
+    float operations in the same order) from :func:`row_flag_mask` and ``shape_outlier``."""
+    frame = pl.DataFrame({"_mask": mask, "shape_outlier": shape_outlier})
+    flags = {
+        f: (pl.col("shape_outlier") if f == "shape_outlier"
+            else (pl.col("_mask") & (1 << i)) != 0)
+        for i, f in enumerate(FLAG_ORDER)
+    }
+    return frame.select(_score_expr(cfg, flags).alias("quality_score")).to_series()
+
+
+def _score_expr(cfg: QualityThresholds, flags: dict[str, pl.Expr]) -> pl.Expr:
+    """1 - the sum of the raised flags' weights, clipped to [0, 1]."""
+    penalty = pl.sum_horizontal(
+        [e.fill_null(False).cast(pl.Float64) * cfg.weight(f) for f, e in flags.items()]
+    )
+    return (1.0 - penalty).clip(0.0, 1.0)
 
 
 def score_examples(normalized: pl.DataFrame, cfg: QualityThresholds | None = None) -> pl.DataFrame:

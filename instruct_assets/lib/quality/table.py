@@ -12,7 +12,7 @@ import json
 import polars as pl
 
 from instruct_assets.lib.quality.config import FLAG_ORDER, QualityThresholds
-from instruct_assets.lib.quality.consistency import shape_distribution, system_prompt_table
+from instruct_assets.lib.quality.consistency import shape_distribution
 from instruct_assets.lib.quality.dedup import DedupConfig, find_duplicates, pick_representatives
 from instruct_assets.lib.quality.signals import (
     align_by_key,
@@ -31,6 +31,14 @@ def build_quality(
     scores = score_examples(examples, cfg)
     dups = find_duplicates(examples, dedup)
     dups = pick_representatives(dups, scores.select(*KEY, "quality_score"))
+    return combine_duplicates(scores, dups, cfg)
+
+
+def combine_duplicates(scores: pl.DataFrame, dups: pl.DataFrame,
+                       cfg: QualityThresholds) -> pl.DataFrame:
+    """The quality rows of ``scores`` (``score_examples`` columns) with the duplicate columns
+    of ``dups`` (``find_duplicates`` + ``is_dup_representative``, same keys) folded in: the
+    duplicate flags, the final score and the cluster facts, sorted by key."""
     # In key order, like the scores: both alignments below then compare keys, not join them.
     dups = sort_by_key(dups)
     quality = apply_duplicate_penalty(scores, dups, cfg)
@@ -53,20 +61,49 @@ def flag_counts(quality: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def narrow_columns(quality: pl.DataFrame) -> pl.DataFrame:
+    """The per-row columns the summaries, checks and metadata read: what a chunked stage
+    keeps of each quality row once it is written (source, quality_score, flagged = any
+    flag raised, the duplicate flags, output_shape)."""
+    return quality.select(
+        "source",
+        "quality_score",
+        (pl.col("quality_flags").list.len() > 0).alias("flagged"),
+        "is_exact_duplicate",
+        "is_near_duplicate",
+        "output_shape",
+    )
+
+
+def merge_flag_counts(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """:func:`flag_counts` of several chunks' rows from each chunk's table."""
+    if len(parts) == 1:
+        return parts[0]
+    return (
+        pl.concat(parts)
+        .group_by("source", "flag")
+        .agg(pl.col("rows").sum().cast(pl.Int64))
+        .sort("source", "flag")
+    )
+
+
 def source_summary(
-    quality: pl.DataFrame,
-    examples: pl.DataFrame,
+    narrow: pl.DataFrame,
+    flags: pl.DataFrame,
+    prompts: pl.DataFrame,
     rejects_per_source: dict[str, int],
     cfg: QualityThresholds,
 ) -> pl.DataFrame:
-    """Per source: rows, rejects, flags by kind, mean score, output shapes, system prompts."""
-    flags = flag_counts(quality)
-    shapes = shape_distribution(quality, cfg) if quality.height else None
-    prompts = system_prompt_table(examples) if examples.height else None
+    """Per source: rows, rejects, flags by kind, mean score, output shapes, system prompts.
+
+    Reads :func:`narrow_columns` of every quality row (in key order), ``flag_counts`` and
+    the ``system_prompt_table`` of the examples, never the wide rows.
+    """
+    shapes = shape_distribution(narrow, cfg) if narrow.height else None
     rows = []
-    sources = sorted(set(quality["source"].unique().to_list()) | set(rejects_per_source))
+    sources = sorted(set(narrow["source"].unique().to_list()) | set(rejects_per_source))
     for source in sources:
-        part = quality.filter(pl.col("source") == source)
+        part = narrow.filter(pl.col("source") == source)
         by_flag = {f: int(n) for _s, f, n in flags.filter(pl.col("source") == source).rows()}
         by_flag = {
             f: by_flag[f]
@@ -81,9 +118,7 @@ def source_summary(
                 for r in shapes.filter(pl.col("source") == source).iter_rows(named=True)
             }
         )
-        n_prompts = (
-            0 if prompts is None else prompts.filter(pl.col("sources").list.contains(source)).height
-        )
+        n_prompts = prompts.filter(pl.col("sources").list.contains(source)).height
         n = part.height
         rows.append(
             {
@@ -91,8 +126,8 @@ def source_summary(
                 "rows": n,
                 "rejects": int(rejects_per_source.get(source, 0)),
                 "mean_quality_score": float(part["quality_score"].mean()) if n else None,
-                "flagged_rows": int((part["quality_flags"].list.len() > 0).sum()) if n else 0,
-                "flagged_share": float((part["quality_flags"].list.len() > 0).mean()) if n else 0.0,
+                "flagged_rows": int(part["flagged"].sum()) if n else 0,
+                "flagged_share": float(part["flagged"].mean()) if n else 0.0,
                 "exact_duplicates": int(part["is_exact_duplicate"].sum()) if n else 0,
                 "near_duplicates": int(part["is_near_duplicate"].sum()) if n else 0,
                 "flags_by_kind": json.dumps(by_flag),
@@ -114,6 +149,19 @@ def source_summary(
         "distinct_system_prompts": pl.Int64,
     }
     return pl.DataFrame(rows, schema=schema)
+
+
+def worst_candidates(quality: pl.DataFrame, per_source: int = 5) -> pl.DataFrame:
+    """The rows :func:`worst_examples` can pick from ``quality`` (its ``per_source`` lowest
+    per source, with their flags): the worst of several chunks are the worst of their
+    candidates (the order is total)."""
+    return (
+        quality.filter(pl.col("quality_flags").list.len() > 0)
+        .sort("source", "quality_score", "example_id")
+        .group_by("source", maintain_order=True)
+        .head(per_source)
+        .select("source", "example_id", "quality_score", "quality_flags")
+    )
 
 
 def worst_examples(quality: pl.DataFrame, per_source: int = 5) -> pl.DataFrame:

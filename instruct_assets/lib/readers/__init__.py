@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from instruct_assets.lib.readers.base import (
@@ -19,26 +20,31 @@ from instruct_assets.lib.readers.json_records import read_json, read_jsonl
 from instruct_assets.lib.readers.tabular import read_csv, read_parquet
 from instruct_assets.lib.readers.text import read_text
 
-__all__ = ["MAX_RECORD_BYTES", "FileRejected", "RawBatch", "read_file"]
+__all__ = ["MAX_RECORD_BYTES", "FileRejected", "RawBatch", "read_file", "reject_oversized"]
 
 
-def read_file(path: Path, max_record_bytes: int = MAX_RECORD_BYTES) -> RawBatch:
+def read_file(path: Path, max_record_bytes: int = MAX_RECORD_BYTES,
+              data: bytes | None = None, offsets: np.ndarray | None = None) -> RawBatch:
     """Read any supported file; a file that cannot be read at all is one reject unit, and a
-    record over ``max_record_bytes`` is a ``too_large`` reject."""
-    batch = _read_any(path, max_record_bytes)
+    record over ``max_record_bytes`` is a ``too_large`` reject. ``data``: the file's content
+    as ``read_bytes`` returns it, when the caller already holds it (with its JSON Lines
+    ``offsets`` when known)."""
+    batch = _read_any(path, max_record_bytes, data, offsets)
     if batch.table is not None:  # the JSONL fast path: every line is under the ceiling
         return batch
-    return _reject_oversized(batch, max_record_bytes)
+    return reject_oversized(batch, max_record_bytes)
 
 
-def _read_any(path: Path, max_record_bytes: int) -> RawBatch:
+def _read_any(path: Path, max_record_bytes: int, data: bytes | None = None,
+              offsets: np.ndarray | None = None) -> RawBatch:
     try:
-        data = read_bytes(path)
+        if data is None:
+            data = read_bytes(path)
         container = sniff_container(path, data)
         if container != "parquet":
             reject_binary(data)
         if container == "jsonl":
-            return read_jsonl(data, max_record_bytes)
+            return read_jsonl(data, max_record_bytes, offsets=offsets)
         if container == "json":
             return read_json(data, max_record_bytes)
         if container in ("csv", "tsv"):
@@ -52,7 +58,7 @@ def _read_any(path: Path, max_record_bytes: int) -> RawBatch:
         return RawBatch.build(None, [(0, "unreadable_file", str(exc), None)], "unreadable")
 
 
-def _reject_oversized(batch: RawBatch, max_bytes: int) -> RawBatch:
+def reject_oversized(batch: RawBatch, max_bytes: int) -> RawBatch:
     records = batch.records
     size = pl.col("raw").str.len_bytes()
     big = records.filter(size > max_bytes)

@@ -31,19 +31,26 @@ RECORD_KEYS = frozenset(
 )
 
 
-def read_jsonl(data: bytes, max_line_bytes: int | None = None) -> RawBatch:
+def read_jsonl(data: bytes, max_line_bytes: int | None = None, *, piece: bool = False,
+               table: bool = True, offsets: np.ndarray | None = None) -> RawBatch:
     """One record per line; blank lines are counted in ``notes`` but are not records.
 
     A file with a line over ``max_line_bytes`` skips the native table path, so that line
-    can be rejected alone (``read_file`` does it) instead of being parsed.
+    can be rejected alone (``read_file`` does it) instead of being parsed. ``piece``: ``data``
+    is a run of whole lines of a larger file (``readers.chunked``), which may be all blank
+    (whether the whole file is empty is decided over all its pieces). ``table=False`` skips
+    the native table path (it decides speed only, never the outcome). ``offsets``: the
+    line offsets (``line_offsets``) when the caller has them already.
     """
-    if not data[:65536].strip() and not data.strip():
+    if not piece and not data[:65536].strip() and not data.strip():
         raise FileRejected("empty_file", "the file is empty")
-    offsets = _line_offsets(data)
+    offsets = line_offsets(data) if offsets is None else offsets
+    if len(offsets) < 2:
+        return _read_lines(data, offsets)
     if max_line_bytes is not None and len(data) > max_line_bytes and (
             int(np.diff(offsets).max()) - 1 > max_line_bytes):
         return _read_lines(data, offsets)
-    fast = _read_table(data, offsets)
+    fast = _read_table(data, offsets) if table else None
     if fast is not None:
         return RawBatch(lambda: _read_lines(data, offsets).records,
                         pl.DataFrame(schema=READ_REJECTS_SCHEMA), "jsonl", fast.height,
@@ -69,7 +76,7 @@ def _read_table(data: bytes, offsets: np.ndarray) -> pl.DataFrame | None:
     return table.with_row_index("source_row").with_columns(pl.col("source_row").cast(pl.Int64))
 
 
-def _line_offsets(data: bytes) -> np.ndarray:
+def line_offsets(data: bytes) -> np.ndarray:
     """Byte offset of each line start, plus the end of the data (int64, len = lines + 1).
 
     Scanned in 64 MiB blocks so no file-sized temporary array is made.
@@ -122,7 +129,7 @@ def _read_lines(data: bytes, offsets: np.ndarray | None = None) -> RawBatch:
 
 def _split_lines(data: bytes, offsets: np.ndarray | None = None) -> pl.Series:
     """Lines of ``data`` (without the line break) as a String series; invalid UTF-8 -> null."""
-    binary = _line_array(data, _line_offsets(data) if offsets is None else offsets)
+    binary = _line_array(data, line_offsets(data) if offsets is None else offsets)
     try:
         strings = binary.cast(pa.large_string())
     except pa.ArrowInvalid:

@@ -16,9 +16,12 @@ their cluster's representative (curation drops those whatever a reviewer says).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import polars as pl
+
+from instruct_assets.lib.chunks import DEFAULT_CHUNK_ROWS, parquet_rows
 
 KEY = ["source", "example_id"]
 
@@ -96,6 +99,15 @@ def select_queue(
     ``example_id``, ``complexity_tier``; ``reviewed`` (optional): the
     ``source``/``example_id`` pairs that already have a verdict.
     """
+    base = _ranked(quality, complexity, cfg, reviewed)
+    if base.height == 0:
+        return pl.DataFrame(schema=QUEUE_SCHEMA)
+    return _pick(base, cfg)
+
+
+def _ranked(quality: pl.DataFrame, complexity: pl.DataFrame | None, cfg: QueueConfig,
+            reviewed: pl.DataFrame | None) -> pl.DataFrame:
+    """The rows that can be queued, with their tier and ``review_rank``."""
     base = quality
     if "is_dup_representative" in quality.columns:
         base = base.filter(pl.col("is_dup_representative").fill_null(True))
@@ -109,15 +121,21 @@ def select_queue(
     if reviewed is not None and reviewed.height:
         base = base.join(reviewed.select(KEY).unique(), on=KEY, how="anti")
     if base.height == 0:
-        return pl.DataFrame(schema=QUEUE_SCHEMA)
-    base = base.with_columns(hash_rank(base, cfg.seed))
+        return base
+    return base.with_columns(hash_rank(base, cfg.seed))
 
+
+def _near(cfg: QueueConfig) -> pl.Expr:
+    score = pl.col("quality_score").fill_nan(None)
+    return (score - cfg.borderline_center).abs() <= cfg.borderline_margin
+
+
+def _pick(base: pl.DataFrame, cfg: QueueConfig) -> pl.DataFrame:
+    """The queue of ranked rows (:func:`_ranked`)."""
     flagged = _take(base.filter(pl.col("quality_flags").list.len() > 0),
                     cfg.flagged_per_source, ["source"])
     rest = base.join(flagged.select(KEY), on=KEY, how="anti")
-    score = pl.col("quality_score").fill_nan(None)
-    near = (score - cfg.borderline_center).abs() <= cfg.borderline_margin
-    borderline = _take(rest.filter(near), cfg.borderline_per_source, ["source"])
+    borderline = _take(rest.filter(_near(cfg)), cfg.borderline_per_source, ["source"])
     rest = rest.join(borderline.select(KEY), on=KEY, how="anti")
     sample = _take(rest, cfg.sample_per_stratum, ["source", "complexity_tier"])
 
@@ -128,6 +146,66 @@ def select_queue(
     queue = (pl.concat(parts).sort(priority, "source", "review_rank", "example_id")
              .with_columns(queue_position=pl.int_range(pl.len(), dtype=pl.Int64)))
     return queue.select(QUEUE_SCHEMA.names()).cast(dict(QUEUE_SCHEMA))
+
+
+def _candidates(base: pl.DataFrame, cfg: QueueConfig) -> pl.DataFrame:
+    """The rows of a part of the ranked rows that can be in the whole queue.
+
+    A flagged pick is among the ``flagged`` first flagged rows of its source in any part
+    holding it; a borderline pick has fewer than ``borderline`` rows of its source ahead
+    of it that are near and not flagged picks, and at most ``flagged`` picks, so it is
+    among the ``flagged + borderline`` first near rows of its part; a sample pick likewise
+    among the ``flagged + borderline + sample`` first of its (source, tier). The whole
+    queue picked from the union of the parts' candidates is therefore the same queue.
+    """
+    f, b, s = cfg.flagged_per_source, cfg.borderline_per_source, cfg.sample_per_stratum
+    kept = [
+        _take(base.filter(pl.col("quality_flags").list.len() > 0), f, ["source"]),
+        _take(base.filter(_near(cfg)), f + b, ["source"]),
+        _take(base, f + b + s, ["source", "complexity_tier"]),
+    ]
+    return pl.concat(kept).unique(KEY, keep="first")
+
+
+#: The columns of ``quality.parquet`` and ``complexity.parquet`` the queue reads.
+QUALITY_COLUMNS = ["source", "example_id", "quality_score", "quality_flags",
+                   "is_dup_representative"]
+COMPLEXITY_COLUMNS = ["source", "example_id", "complexity_tier"]
+
+
+def queue_from_files(quality_file: Path, complexity_file: Path | None, cfg: QueueConfig,
+                     reviewed: pl.DataFrame | None = None, *,
+                     chunk_rows: int = DEFAULT_CHUNK_ROWS) -> pl.DataFrame:
+    """:func:`select_queue` over the published quality (and complexity) tables.
+
+    Up to ``chunk_rows`` rows: one read and :func:`select_queue`, as ever. Above it, a
+    row's tier is joined by key, and a join of each row chunk to the whole complexity
+    table cost more than the chunk itself; so the rows are split instead into parts by a
+    hash of their key (the same split of both tables, each read with a filter), each
+    part keeps only its :func:`_candidates` and the queue is picked from those: the same
+    queue, with one part's rows in memory at a time.
+    """
+    has_tiers = complexity_file is not None and complexity_file.exists()
+    total = parquet_rows([quality_file])
+    if total <= chunk_rows:
+        quality = pl.read_parquet(quality_file, columns=QUALITY_COLUMNS)
+        complexity = (pl.read_parquet(complexity_file, columns=COMPLEXITY_COLUMNS)
+                      if has_tiers else None)
+        return select_queue(quality, complexity, cfg, reviewed)
+    parts = -(-total // chunk_rows)
+    candidates = []
+    for part in range(parts):
+        mine = (pl.col("example_id").hash(seed=0) % parts) == part
+        quality = pl.scan_parquet(quality_file).select(QUALITY_COLUMNS).filter(mine).collect()
+        complexity = (pl.scan_parquet(complexity_file).select(COMPLEXITY_COLUMNS)
+                      .filter(mine).collect() if complexity_file and has_tiers else None)
+        base = _ranked(quality, complexity, cfg, reviewed)
+        del quality, complexity
+        if base.height:
+            candidates.append(_candidates(base, cfg))
+    if not candidates:
+        return pl.DataFrame(schema=QUEUE_SCHEMA)
+    return _pick(pl.concat(candidates), cfg)
 
 
 def queue_summary(queue: pl.DataFrame) -> pl.DataFrame:
