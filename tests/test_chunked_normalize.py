@@ -163,3 +163,19 @@ def test_all_blank_cut_file_is_one_empty_file_reject(tmp_path):
     one = _outputs(paths, "s", 1_000_000)
     assert one[0].rejects["reason_code"].to_list() == ["empty_file"]
     _assert_same(one, _outputs(paths, "s", 2))
+
+
+def test_a_source_of_two_real_files_gets_ids(tmp_path):
+    """The Parquet and JSONL files of one real project as one source: multi-chunk columns
+    made polars 2.1 panic in the repeat-number window; ids stay unique and stable."""
+    base = "KentaNishi__2025_llm_comp_main/"
+    paths = make_data_dir(tmp_path, {"kenta": [
+        real(base + "structured_data_with_cot_dataset_512_v2__train-00000-of-00001.parquet"),
+        real(base + "structured_data_with_cot_dataset_512_v5_validation.jsonl")]})
+    one = normalize_source(paths, SourceSpec(name="kenta"))
+    assert one.examples.height + one.rejects.height == one.records_read > 4000
+    assert one.examples["example_id"].is_unique().all()
+    repeats = one.examples.filter(pl.col("example_id").str.contains("-"))
+    assert repeats.height > 0  # the two files share conversations
+    many = normalize_source(paths, SourceSpec(name="kenta"), chunk_rows=700)
+    assert many.examples.equals(one.examples)
