@@ -22,6 +22,18 @@ def real(rel: str) -> Path:
     return path
 
 
+#: Five real sources that hold every quality defect the tests look for (empty outputs,
+#: placeholders, exact and near duplicates, tool calls, long chain-of-thought answers).
+QUALITY_SOURCES = {
+    "alpaca": [real("hiyouga__LLaMA-Factory/alpaca_en_demo.json")],
+    "identity": [real("hiyouga__LLaMA-Factory/identity.json")],
+    "code_alpaca": [real("sahil280114__codealpaca/code_alpaca_2k.json")],
+    "glaive": [real("hiyouga__LLaMA-Factory/glaive_toolcall_en_demo.json")],
+    "cot": [real("KentaNishi__2025_llm_comp_main/"
+                 "structured_data_with_cot_dataset_512_v5_validation.jsonl")],
+}
+
+
 def make_data_dir(root: Path, sources: dict[str, list[Path]],
                   sources_yaml: str | None = None) -> DataPaths:
     """A data dir whose ``raw/<source>/`` folders link to the given files."""

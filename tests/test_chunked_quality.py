@@ -17,16 +17,9 @@ from instruct_assets.lib.quality.stage import QualityStage, publish_quality
 from instruct_assets.lib.quality.table import worst_examples
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA
 from tests.lib._frames import frame_from_conversations
-from tests.support import make_data_dir, real, run_all
+from tests.support import QUALITY_SOURCES, make_data_dir, run_all
 
-SOURCES = {
-    "alpaca": [real("hiyouga__LLaMA-Factory/alpaca_en_demo.json")],
-    "identity": [real("hiyouga__LLaMA-Factory/identity.json")],
-    "code_alpaca": [real("sahil280114__codealpaca/code_alpaca_2k.json")],
-    "glaive": [real("hiyouga__LLaMA-Factory/glaive_toolcall_en_demo.json")],
-    "cot": [real("KentaNishi__2025_llm_comp_main/"
-                 "structured_data_with_cot_dataset_512_v5_validation.jsonl")],
-}
+SOURCES = QUALITY_SOURCES
 TABLES = ("quality", "source_summary", "flag_counts", "system_prompts")
 QUALITY = dg.AssetKey("quality_scores")
 

@@ -12,16 +12,9 @@ import polars as pl
 import pytest
 
 from instruct_assets.lib.sql_entry import run_query
-from tests.support import REPO, make_data_dir, real, run_all
+from tests.support import QUALITY_SOURCES, REPO, make_data_dir, real, run_all
 
-SOURCES = {
-    "alpaca": [real("hiyouga__LLaMA-Factory/alpaca_en_demo.json")],
-    "identity": [real("hiyouga__LLaMA-Factory/identity.json")],
-    "code_alpaca": [real("sahil280114__codealpaca/code_alpaca_2k.json")],
-    "glaive": [real("hiyouga__LLaMA-Factory/glaive_toolcall_en_demo.json")],
-    "cot": [real("KentaNishi__2025_llm_comp_main/"
-                 "structured_data_with_cot_dataset_512_v5_validation.jsonl")],
-}
+SOURCES = QUALITY_SOURCES
 
 
 @pytest.fixture(scope="module")
