@@ -14,7 +14,6 @@ from pathlib import Path
 from types import TracebackType
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from instruct_assets.lib.parquet_io import (
@@ -22,6 +21,7 @@ from instruct_assets.lib.parquet_io import (
     COMPRESSION_LEVEL,
     ROW_GROUP_ROWS,
     atomic_path,
+    write_parquet_file,
 )
 from instruct_assets.lib.schema import conform
 
@@ -46,13 +46,19 @@ def chunk_bounds(total: int, chunk_rows: int) -> list[tuple[int, int]]:
 
 
 def iter_parquet_chunks(files: Sequence[Path], columns: list[str] | None = None,
-                        chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
+                        chunk_rows: int = DEFAULT_CHUNK_ROWS, schema: pl.Schema | None = None
+                        ) -> Iterator[pl.DataFrame]:
     """The rows of ``files`` (in this order, each in its row order) as frames of at most
-    ``chunk_rows`` rows; a chunk may span files. One chunk is one plain read."""
+    ``chunk_rows`` rows; a chunk may span files. One chunk is one plain read. No files: one
+    empty frame of ``schema`` (its ``columns``), so callers need no special case."""
     files = list(files)
-    total = parquet_rows(files) if files else 0
+    if not files:
+        empty = pl.DataFrame(schema=schema or {})
+        yield empty.select(columns) if columns is not None and schema is not None else empty
+        return
+    total = parquet_rows(files)
     if total <= chunk_rows:
-        yield pl.read_parquet(files, columns=columns) if files else pl.DataFrame()
+        yield pl.read_parquet(files, columns=columns)
         return
     scan = pl.scan_parquet(files)
     if columns is not None:
@@ -90,20 +96,25 @@ class ChunkedParquetWriter:
             frame = conform(frame, self.schema)
         self.rows += frame.height
         if self._writer is None and self._pending is None:
-            self._pending = frame
+            self._pending = frame  # perhaps the only frame: one plain write at the end
             return
-        if self._writer is None:
-            first, self._pending = self._pending, None
-            assert first is not None
-            self._writer = pq.ParquetWriter(
-                self._tmp, _arrow(first).schema, compression=COMPRESSION,
-                compression_level=COMPRESSION_LEVEL, write_statistics=True)
-            self._append(first)
+        self.stream()
         self._append(frame)
+
+    def stream(self) -> None:
+        """Start the streaming writer now (more frames will follow): the frame held back
+        for a one-frame write is written, so the caller need not keep it in memory."""
+        if self._writer is not None or self._pending is None:
+            return
+        first, self._pending = self._pending, None
+        self._writer = pq.ParquetWriter(
+            self._tmp, first.to_arrow().schema, compression=COMPRESSION,
+            compression_level=COMPRESSION_LEVEL, write_statistics=True)
+        self._append(first)
 
     def _append(self, frame: pl.DataFrame) -> None:
         assert self._writer is not None
-        table = _arrow(frame)
+        table = frame.to_arrow()
         if table.schema != self._writer.schema:
             table = table.cast(self._writer.schema)
         self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
@@ -120,22 +131,12 @@ class ChunkedParquetWriter:
                     if pending is None:
                         pending = pl.DataFrame(schema=self.schema or {})
                     assert self._tmp is not None
-                    _write_plain(pending, self._tmp)
+                    write_parquet_file(pending, self._tmp)
         finally:
             if self._writer is not None:  # an error: close what was written, then discard
                 self._writer.close()
             self._pending = None
             self._atomic.__exit__(exc_type, exc, tb)
-
-
-def _arrow(frame: pl.DataFrame) -> pa.Table:
-    return frame.to_arrow()
-
-
-def _write_plain(frame: pl.DataFrame, path: Path) -> None:
-    """Write one frame to ``path`` with the settings of :func:`write_parquet`."""
-    frame.write_parquet(path, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
-                        statistics=True, row_group_size=ROW_GROUP_ROWS)
 
 
 __all__ = [

@@ -58,11 +58,8 @@ def example_chunks(paths: DataPaths, sources: list[str],
                    chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
     """:data:`EXAMPLE_COLUMNS` of every published example, ``chunk_rows`` rows at a time,
     in ``read_examples`` order (one chunk is exactly ``read_examples``)."""
-    files = example_files(paths, sources)
-    if not files:
-        yield pl.DataFrame(schema=NORMALIZED_SCHEMA).select(EXAMPLE_COLUMNS)
-        return
-    yield from iter_parquet_chunks(files, EXAMPLE_COLUMNS, chunk_rows)
+    yield from iter_parquet_chunks(example_files(paths, sources), EXAMPLE_COLUMNS, chunk_rows,
+                                   NORMALIZED_SCHEMA)
 
 
 def _concat(parts: list[pl.DataFrame]) -> pl.DataFrame:

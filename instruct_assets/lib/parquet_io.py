@@ -44,9 +44,15 @@ def write_parquet(frame: pl.DataFrame, target: Path, schema: pl.Schema | None = 
     if schema is not None:
         frame = conform(frame, schema)
     with atomic_path(target) as tmp:
-        frame.write_parquet(tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
-                            statistics=True, row_group_size=ROW_GROUP_ROWS)
+        write_parquet_file(frame, tmp)
     return target
+
+
+def write_parquet_file(frame: pl.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` in place with the fixed settings (callers that manage
+    atomicity themselves: :func:`write_parquet`, ``chunks.ChunkedParquetWriter``)."""
+    frame.write_parquet(path, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
+                        statistics=True, row_group_size=ROW_GROUP_ROWS)
 
 
 def read_parquet_or_empty(path: Path, schema: pl.Schema) -> pl.DataFrame:

@@ -114,10 +114,8 @@ def stage_source(paths: DataPaths, spec: SourceSpec, fingerprint: str | None,
                 if head.height < HEAD_ROWS:
                     head = pl.concat([head, frame.head(HEAD_ROWS - head.height)])
                 writer.write(frame)
-                if stream.cut and writer.rows == frame.height:
-                    # more frames follow: start the streaming writer now rather than hold
-                    # this frame until the next one (an empty write starts it)
-                    writer.write(frame.clear())
+                if stream.cut:  # more frames follow: do not hold this one until the next
+                    writer.stream()
                 del frame
         return checks, formats, head
 
