@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from instruct_assets.lib.chunks import SPILL_PREFIX, spill_dir
 from instruct_assets.lib.paths import DataPaths
 from tests.support import QUALITY_SOURCES, make_data_dir, real, run_all
 
@@ -51,3 +52,14 @@ def test_small_chunks_give_the_outputs_of_one_chunk(tmp_path, instance):
             assert filecmp.cmp(one / rel, many / rel, shallow=False), rel
     rows = pl.read_parquet(one / "quality" / "quality.parquet").height
     assert rows > 97 * 10  # the small run really was chunked many times
+
+
+def test_a_spill_folder_left_by_a_killed_run_is_removed(tmp_path):
+    stale = tmp_path / f"{SPILL_PREFIX}killed"
+    (stale / "000001").mkdir(parents=True)
+    (stale / "000001" / "rows.parquet").write_bytes(b"PAR1")
+    with spill_dir(tmp_path) as spill:
+        assert spill.is_dir() and spill.name.startswith(SPILL_PREFIX)
+        assert not stale.exists()
+        (spill / "piece.parquet").write_bytes(b"x")
+    assert list(tmp_path.iterdir()) == []

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from instruct_assets.definitions import build_defs
+from instruct_assets.lib.chunks import SPILL_PREFIX
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.quality.config import QualityThresholds
 from instruct_assets.lib.quality.dedup import DedupConfig
@@ -62,7 +63,7 @@ def test_real_files_in_chunks_equal_one_piece(real_data):
     assert one[1]["quality"]["is_exact_duplicate"].any()
     assert one[1]["system_prompts"].height > 0
     # no spill folder is left behind
-    assert not [p for p in paths.quality.iterdir() if p.name.startswith(".chunks-")]
+    assert not [p for p in paths.quality.iterdir() if p.name.startswith(SPILL_PREFIX)]
 
 
 def test_the_asset_with_small_chunks_writes_the_one_piece_table(real_data):

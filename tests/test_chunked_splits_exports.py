@@ -13,6 +13,7 @@ from instruct_assets.defs.exports.assets import training_exports
 from instruct_assets.defs.resources import DataDir, MemorySettings, warehouse_resource
 from instruct_assets.defs.settings import CurationSettings, ExportSettings, QualitySettings
 from instruct_assets.defs.splits.assets import split_assignments
+from instruct_assets.lib.chunks import SPILL_PREFIX
 from instruct_assets.lib.export.stage import run_exports
 from instruct_assets.lib.parquet_io import write_parquet
 from instruct_assets.lib.paths import DataPaths
@@ -75,7 +76,7 @@ def test_small_chunks_give_the_one_chunk_splits_and_exports(built):
         assert outcome.assignments.equals(tables["assignments"].select(OUTCOME_COLUMNS))
         assert outcome.assignments_schema == tables["assignments"].schema
         assert outcome.integrity["ok"]
-        assert not list(paths.splits.glob(".spill_*"))  # spill files are cleaned up
+        assert not list(paths.splits.glob(f"{SPILL_PREFIX}*"))  # spill files are cleaned up
         exported = run_exports(paths, _sources(paths), ExportSettings().kinds(), {},
                                chunk_rows=chunk_rows)
         assert not exported.invalid and not exported.count_errors

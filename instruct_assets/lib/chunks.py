@@ -9,6 +9,9 @@ common case pays nothing for the ability to stream.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -65,6 +68,21 @@ def iter_parquet_chunks(files: Sequence[Path], columns: list[str] | None = None,
         scan = scan.select(columns)
     for offset, length in chunk_bounds(total, chunk_rows):
         yield scan.slice(offset, length).collect()
+
+
+SPILL_PREFIX = ".spill-"
+
+
+@contextlib.contextmanager
+def spill_dir(parent: Path) -> Iterator[Path]:
+    """A temporary folder under ``parent`` for rows a stage puts back in order, removed
+    afterwards. Folders a killed run left behind (SIGKILL skips cleanup) are removed first,
+    so they never pile up beside the outputs."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for stale in parent.glob(f"{SPILL_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=SPILL_PREFIX) as folder:
+        yield Path(folder)
 
 
 class ChunkedParquetWriter:
@@ -141,5 +159,5 @@ class ChunkedParquetWriter:
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS", "ChunkedParquetWriter", "chunk_bounds", "iter_parquet_chunks",
-    "parquet_rows",
+    "parquet_rows", "spill_dir",
 ]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -40,6 +39,7 @@ from instruct_assets.lib.chunks import (
     ChunkedParquetWriter,
     iter_parquet_chunks,
     parquet_rows,
+    spill_dir,
 )
 from instruct_assets.lib.complexity import ComplexityConfig, score_complexity
 from instruct_assets.lib.parquet_io import write_parquet
@@ -394,9 +394,7 @@ def _run_splits_chunked(paths: DataPaths, files: list[Path], edited: list[Path],
     The prompt texts come back only to write the assignments (and for the rare rows the
     prompt check must compare on text).
     """
-    paths.splits.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=paths.splits, prefix=".spill_") as spill_dir:
-        spill = Path(spill_dir)
+    with spill_dir(paths.splits) as spill:
         with part("read_inputs"):
             curated, complexity = _curation_tables(paths)
         with part("keys"):

@@ -18,7 +18,6 @@ stage runs exactly as it always has, on one frame.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from instruct_assets.lib.chunks import (
     ChunkedParquetWriter,
     iter_parquet_chunks,
     parquet_rows,
+    spill_dir,
 )
 from instruct_assets.lib.parquet_io import write_parquet
 from instruct_assets.lib.paths import DataPaths
@@ -206,13 +206,9 @@ def _chunked(files: list[Path], total: int, cfg: QualityThresholds, dedup: Dedup
     pos = np.empty(total, dtype=np.int64)
     pos[order] = np.arange(total, dtype=np.int64)
     n_out = -(-total // chunk_rows)
-    out.mkdir(parents=True, exist_ok=True)
-    spill = Path(tempfile.mkdtemp(prefix=".chunks-", dir=out))
-    try:
+    with spill_dir(out) as spill:
         return _chunked_in(files, total, cfg, dedup, chunk_rows, out, spill,
                            ex_keys, order, pos, n_out)
-    finally:
-        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _chunked_in(files: list[Path], total: int, cfg: QualityThresholds, dedup: DedupConfig,
