@@ -375,17 +375,6 @@ class _RepeatCounter:
         return _with_ids(frame, digests, prior)
 
 
-def normalize_file(
-    con: duckdb.DuckDBPyConnection, paths: DataPaths, spec: SourceSpec, file: Path
-) -> tuple[pl.DataFrame, pl.DataFrame, FileReport]:
-    """One file, read whole -> (examples without ids, rejects, report)."""
-    rel = paths.relative(file)
-    batch = read_file(file)
-    examples, rejects, tally = _normalize_batch(con, spec, rel, batch, 0, None)
-    return examples, rejects, _report(rel, batch.container, [tally], examples.height,
-                                      rejects.height)
-
-
 def _normalize_batch(
     con: duckdb.DuckDBPyConnection, spec: SourceSpec, rel: str, batch: RawBatch,
     first_line: int, allowed: frozenset[tuple[str, ...]] | None,

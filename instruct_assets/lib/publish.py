@@ -20,7 +20,6 @@ from instruct_assets.lib import contract
 from instruct_assets.lib.chunks import DEFAULT_CHUNK_ROWS, ChunkedParquetWriter
 from instruct_assets.lib.normalize import (
     FileReport,
-    NormalizedSource,
     SourceStream,
     run_chunked,
 )
@@ -36,18 +35,6 @@ REPORT_FILE = "report.json"
 
 def staging_dir(paths: DataPaths, source: str) -> Path:
     return paths.partition_dir(paths.staging, source)
-
-
-def write_staging(paths: DataPaths, source: str, result: NormalizedSource,
-                  fingerprint: str | None = None, checks: dict | None = None) -> Path:
-    """Write examples, rejects and the report of ``source`` (with its input fingerprint and
-    check outcomes, so an unchanged source can be recognised later) to its staging folder."""
-    folder = staging_dir(paths, source)
-    write_parquet(result.examples, folder / EXAMPLES_FILE, NORMALIZED_SCHEMA)
-    write_parquet(result.rejects, folder / REJECTS_FILE, REJECTS_SCHEMA)
-    _write_report(folder, source, result.records_read, result.examples.height, result.rejects,
-                  result.formats(), result.files, fingerprint, checks)
-    return folder
 
 
 def _write_report(folder: Path, source: str, records_read: int, rows: int,
@@ -99,8 +86,8 @@ def stage_source(paths: DataPaths, spec: SourceSpec, fingerprint: str | None,
     """Normalize ``spec`` chunk by chunk into its staging folder: each frame of at most
     about ``chunk_rows`` rows is checked (``contract.SourceChecks``) and appended to the
     staged examples, then dropped; rejects and the report follow. The check outcomes, the
-    report and the file equal those of ``normalize_source`` + ``source_checks`` +
-    ``write_staging`` on the whole source (one chunk gives the same bytes)."""
+    report and the file equal those of ``normalize_source`` + ``source_checks`` on the
+    whole source (one chunk gives the same bytes)."""
     folder = staging_dir(paths, spec.name)
 
     def consume(stream: SourceStream) -> tuple[contract.SourceChecks, Counter, pl.DataFrame]:
