@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from instruct_assets.lib.schema import conform
@@ -51,8 +52,25 @@ def write_parquet(frame: pl.DataFrame, target: Path, schema: pl.Schema | None = 
 def write_parquet_file(frame: pl.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` in place with the fixed settings (callers that manage
     atomicity themselves: :func:`write_parquet`, ``chunks.ChunkedParquetWriter``)."""
-    frame.write_parquet(path, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
-                        statistics=True, row_group_size=ROW_GROUP_ROWS)
+    _row_group_chunks(frame).write_parquet(
+        path, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, statistics=True,
+        row_group_size=ROW_GROUP_ROWS)
+
+
+def _row_group_chunks(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` as one compact chunk per row group when it has nested columns.
+
+    Why: polars 2.1 writes a row group of a list column by slicing it, and a slice keeps the
+    whole child arrays, which the writer then walks: a 1M-row ``messages`` column in one chunk
+    cost 2.5x the CPU (1.5M page faults against 0.15M) of the same rows in row-group chunks.
+    Gathering copies only views and offsets, and the page layout it gives depends on the
+    rows alone, so the same rows give the same bytes whatever the frame's history.
+    """
+    if frame.height == 0 or not any(dtype.is_nested() for dtype in frame.dtypes):
+        return frame
+    index = np.arange(frame.height, dtype=np.int64)
+    return pl.concat([frame[index[start:start + ROW_GROUP_ROWS]]
+                      for start in range(0, frame.height, ROW_GROUP_ROWS)], rechunk=False)
 
 
 def read_parquet_or_empty(path: Path, schema: pl.Schema) -> pl.DataFrame:

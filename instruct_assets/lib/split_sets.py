@@ -106,8 +106,12 @@ def _joined_keys(keys: pl.DataFrame, curated: pl.DataFrame,
 
     Fast path: the kept rows are gathered once, in key order (``keys[order]`` filtered by
     ``kept``, without building the full sorted frame), and their cluster ids and tiers are
-    ``curated``'s and ``complexity``'s kept rows as they stand.
+    ``curated``'s and ``complexity``'s kept rows as they stand. ``keys`` is rechunked
+    first: the streaming key pass (and the chunked path's concat) yields many chunks, and
+    the gathers below cost ~0.8 CPU-s from those at 1M rows, ~0.1 from one chunk (its
+    strings are views, so the rechunk copies no text).
     """
+    keys = keys.rechunk()
     order = _key_order(keys)
     tier = pl.col("complexity_tier").cast(pl.String)
     if (_same_keys(curated, complexity) and _keys_at(keys, order, curated)

@@ -6,8 +6,12 @@ card. The asset adds only Dagster wiring (check results, metadata).
 
 Why a thread pool: the JSON-line files and the Parquet copy are written from the same
 sorted rows independently, and the heavy work (polars encoding, pyarrow compression,
-DuckDB parsing, fsync) releases the GIL, so two workers keep two cores busy; every file's
-bytes are independent of the scheduling. Each file is checked (re-read from disk, see
+DuckDB parsing, fsync) releases the GIL. Three workers, one per group of files (two
+JSON-line groups and the Parquet copy): the Parquet copy is mostly single-threaded
+(pyarrow's encoder) and waits on its writeback, so on its own worker it runs from the
+start beside both JSON-line groups instead of queueing behind one of them (measured at 1M
+rows on a busy two-core box: ~11% less wall, same CPU, lower peak RSS); every file's bytes
+are independent of the scheduling. Each file is checked (re-read from disk, see
 ``validate.validate_export``) on its own task as soon as it is written.
 """
 
@@ -119,7 +123,7 @@ def _check_order(rows: pl.DataFrame, previous: tuple | None, source: Path) -> tu
 
 def run_exports(paths: DataPaths, sources: list[str], kinds: list[str] | tuple[str, ...],
                 config: dict[str, Any], *, part: Part | None = None,
-                workers: int = 2, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ExportOutcome:
+                workers: int = 3, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ExportOutcome:
     """Export every split in ``kinds`` under ``paths.exports``, check the files, write the
     card (``config`` goes to its configuration section). ``sources``: the live sources
     the card lists. ``part(name)``: an optional timer context per step (the bench's).
@@ -136,9 +140,9 @@ def run_exports(paths: DataPaths, sources: list[str], kinds: list[str] | tuple[s
     """
     timed = part or _no_part
     kinds = check_kinds(kinds)
-    # Two groups of JSON-line files, so both workers write text at once, sharing one
+    # Two groups of JSON-line files, so two workers write text at once, sharing one
     # encoding of the messages (``writers.SharedChunks``); the Parquet copy is a task of its
-    # own.
+    # own (the third worker).
     texts = [g for g in ([k for k in kinds if k == "openai" or k.startswith("text_")],
                          [k for k in kinds if k in ("sharegpt", "alpaca")]) if g]
     parquet = [k for k in kinds if k == "openai_parquet"]

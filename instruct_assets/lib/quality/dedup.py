@@ -81,6 +81,7 @@ __all__ = [
     "cluster_hashes",
     "dedup_hashes",
     "duplicates_frame",
+    "find_clusters",
     "find_duplicates",
     "pick_representatives",
     "signatures_of",
@@ -1035,14 +1036,20 @@ def find_duplicates(normalized: pl.DataFrame, cfg: DedupConfig | None = None) ->
 
     Everything depends on content only: shuffling the input permutes the output rows.
     Composed of :func:`dedup_hashes` (row-local), :func:`cluster_hashes` (global) and
-    :func:`duplicates_frame`, which a chunked caller runs separately.
+    :func:`duplicates_frame`, which a chunked caller runs separately (:func:`find_clusters`:
+    the first two in one piece).
     """
     cfg = cfg or DedupConfig()
     if normalized.height == 0:
         return pl.DataFrame(schema=DEDUP_SCHEMA)
-    clusters = cluster_hashes(dedup_hashes(normalized, cfg), cfg,
-                              lambda rows: signatures_of(normalized, cfg, rows))
-    return duplicates_frame(normalized, clusters)
+    return duplicates_frame(normalized, find_clusters(normalized, cfg))
+
+
+def find_clusters(normalized: pl.DataFrame, cfg: DedupConfig) -> dict[str, np.ndarray]:
+    """:func:`cluster_hashes` of the rows of ``normalized``, hashed in one piece: the arrays
+    behind :func:`find_duplicates`, for a caller that builds its rows in another order."""
+    return cluster_hashes(dedup_hashes(normalized, cfg), cfg,
+                          lambda rows: signatures_of(normalized, cfg, rows))
 
 
 def pick_representatives(dups: pl.DataFrame, scores: pl.DataFrame | None = None) -> pl.DataFrame:

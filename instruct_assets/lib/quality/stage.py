@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,7 @@ from instruct_assets.lib.quality.signals import (
     mask_scores,
     row_flag_mask,
     row_signals,
+    strictly_sorted,
 )
 from instruct_assets.lib.quality.table import (
     build_quality,
@@ -71,7 +73,7 @@ from instruct_assets.lib.stage_io import example_files, read_examples, rejects_p
 from instruct_assets.lib.warehouse import view_over
 
 KEY = ["source", "example_id"]
-#: Columns of the examples the chunked path reads (scoring: messages; exact key: tools).
+#: Columns of the examples the stage reads (scoring: messages; exact key: tools).
 _READ = [*KEY, "messages", "tools"]
 
 
@@ -124,7 +126,7 @@ def publish_quality(paths: DataPaths, sources: list[str], cfg: QualityThresholds
     total = parquet_rows(files) if files else 0
     out = paths.quality
     if total <= chunk_rows:
-        examples = read_examples(paths, sources)
+        examples = read_examples(paths, sources, _READ)
         quality = build_quality(examples, cfg, dedup)
         seconds = time.perf_counter() - started
         prompts = system_prompt_table(examples)
@@ -134,10 +136,16 @@ def publish_quality(paths: DataPaths, sources: list[str], cfg: QualityThresholds
         narrow = narrow_columns(quality).rechunk()
         worst = worst_candidates(quality)
         out_of_range = _out_of_range(quality)
-        q_keys = quality.select(KEY)
-        missing = ex_keys.join(q_keys, on=KEY, how="anti")
-        duplicated = q_keys.filter(pl.struct(KEY).is_duplicated()).height
-        del ex_keys, q_keys
+        # Quality rows take their keys from the examples: as many rows, strictly increasing
+        # keys (so unique) means every example has exactly one. Otherwise, compare the keys.
+        if quality.height == ex_keys.height and strictly_sorted(quality):
+            missing, duplicated = ex_keys.clear(), 0
+        else:
+            q_keys = quality.select(KEY)
+            missing = ex_keys.join(q_keys, on=KEY, how="anti")
+            duplicated = q_keys.filter(pl.struct(KEY).is_duplicated()).height
+            del q_keys
+        del ex_keys
         quality_file = write_parquet(quality, out / "quality.parquet")
         schema, rows, chunks = quality.schema, quality.height, 1
         del quality
@@ -223,27 +231,31 @@ def _chunked_in(files: list[Path], total: int, cfg: QualityThresholds, dedup: De
               "bands": np.empty((dedup.num_bands, total), dtype=np.uint64)}
     offset = 0
     n_in = 0
-    for chunk in iter_parquet_chunks(files, _READ, chunk_rows):
-        frame = chunk.select(*KEY, "messages").rechunk().with_row_index(ROW, offset=offset)
-        rows = row_signals(frame, cfg)
-        del frame
-        keyed.append(shape_keys(rows))
-        masks.append(row_flag_mask(rows))
-        for name, values in dedup_hashes(chunk, dedup).items():
-            hashes[name][..., offset:offset + values.shape[-1]] = values
-        del values
-        prompt_parts.append(system_prompt_table(chunk))
-        del chunk
-        dest = pl.Series("_dest", pos[offset:offset + rows.height] // chunk_rows)
-        for (d,), part in rows.with_columns(dest).partition_by(
-                "_dest", as_dict=True, maintain_order=True).items():
-            folder = spill / f"{d:06d}"
-            folder.mkdir(exist_ok=True)
-            part.drop("_dest").write_parquet(folder / f"{n_in:06d}.parquet",
-                                             compression="lz4", statistics=False)
-        offset += rows.height
-        n_in += 1
-        del rows
+    # Each chunk's dedup hashes are computed in a background thread beside its signals (as
+    # ``build_quality`` does in one piece): both have serial stretches the other fills.
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        for chunk in iter_parquet_chunks(files, _READ, chunk_rows):
+            hashed = hasher.submit(dedup_hashes, chunk, dedup)
+            frame = chunk.select(*KEY, "messages").rechunk().with_row_index(ROW, offset=offset)
+            rows = row_signals(frame, cfg)
+            del frame
+            keyed.append(shape_keys(rows))
+            masks.append(row_flag_mask(rows))
+            for name, values in hashed.result().items():
+                hashes[name][..., offset:offset + values.shape[-1]] = values
+            del hashed, values
+            prompt_parts.append(system_prompt_table(chunk))
+            del chunk
+            dest = pl.Series("_dest", pos[offset:offset + rows.height] // chunk_rows)
+            for (d,), part in rows.with_columns(dest).partition_by(
+                    "_dest", as_dict=True, maintain_order=True).items():
+                folder = spill / f"{d:06d}"
+                folder.mkdir(exist_ok=True)
+                part.drop("_dest").write_parquet(folder / f"{n_in:06d}.parquet",
+                                                 compression="lz4", statistics=False)
+            offset += rows.height
+            n_in += 1
+            del rows
     prompts = merge_system_prompts(prompt_parts)
     del prompt_parts
 

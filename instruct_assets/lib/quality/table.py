@@ -1,6 +1,6 @@
 """The published quality table: signals + duplicate clusters, and the per-source summaries.
 
-Composes ``signals.score_examples`` (per-example signals), ``dedup.find_duplicates`` and
+Composes ``signals.scores_and_order`` (per-example signals), ``dedup.find_clusters`` and
 ``dedup.pick_representatives`` (clusters), ``signals.apply_duplicate_penalty`` (flags and the
 combined score), and derives ``source_summary``, ``flag_counts`` and ``system_prompts``.
 """
@@ -8,17 +8,25 @@ combined score), and derives ``source_summary``, ``flag_counts`` and ``system_pr
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import polars as pl
 
 from instruct_assets.lib.quality.config import FLAG_ORDER, QualityThresholds
 from instruct_assets.lib.quality.consistency import shape_distribution
-from instruct_assets.lib.quality.dedup import DedupConfig, find_duplicates, pick_representatives
+from instruct_assets.lib.quality.dedup import (
+    DedupConfig,
+    duplicates_frame,
+    find_clusters,
+    pick_representatives,
+)
 from instruct_assets.lib.quality.signals import (
     align_by_key,
     apply_duplicate_penalty,
-    score_examples,
+    scores_and_order,
     sort_by_key,
+    strictly_sorted,
 )
 
 KEY = ["source", "example_id"]
@@ -27,11 +35,31 @@ KEY = ["source", "example_id"]
 def build_quality(
     examples: pl.DataFrame, cfg: QualityThresholds, dedup: DedupConfig
 ) -> pl.DataFrame:
-    """One row per example: every signal, the duplicate columns, flags and quality_score."""
-    scores = score_examples(examples, cfg)
-    dups = find_duplicates(examples, dedup)
-    dups = pick_representatives(dups, scores.select(*KEY, "quality_score"))
-    return combine_duplicates(scores, dups, cfg)
+    """One row per example: every signal, the duplicate columns, flags and quality_score.
+
+    Duplicate clusters are found in a background thread while the signals are scored: both
+    are CPU bound with serial stretches (flattening messages, clustering; template groups,
+    flags), so side by side they keep both cores busy. Neither result depends on it.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        found = pool.submit(find_clusters, examples, dedup)
+        scores, order = scores_and_order(examples, cfg)
+        clusters = found.result()
+    keys = scores.select(KEY)
+    if not strictly_sorted(keys):  # repeated or null keys: rows must be matched by joins
+        dups = pick_representatives(duplicates_frame(examples, clusters),
+                                    scores.select(*KEY, "quality_score"))
+        return combine_duplicates(scores, dups, cfg)
+    # Unique keys: score row i is example ``order[i]``, so the duplicate rows are gathered in
+    # the same order, and only members of shared clusters are ranked (no join of every key).
+    dups = duplicates_frame(keys, clusters, order.to_numpy())
+    rep = np.ones(dups.height, dtype=bool)
+    shared = np.flatnonzero(dups["dup_cluster_size"].to_numpy() > 1)
+    if shared.size:
+        picked = pick_representatives(dups[shared], scores[shared].select(*KEY, "quality_score"))
+        rep[shared] = picked["is_dup_representative"].to_numpy()
+    return combine_duplicates(scores, dups.with_columns(is_dup_representative=pl.Series(rep)),
+                              cfg)
 
 
 def combine_duplicates(scores: pl.DataFrame, dups: pl.DataFrame,
