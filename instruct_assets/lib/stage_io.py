@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from instruct_assets.lib.chunks import read_rows
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.publish import published_sources
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA
@@ -26,12 +27,13 @@ def read_examples(paths: DataPaths, sources: list[str],
                   columns: list[str] | None = None) -> pl.DataFrame:
     """All published examples of ``sources``, in a fixed order: sources by name, each in its
     published order (file, row). Stages sort their own outputs; no re-sort here (it cost
-    seconds per stage at a million rows). ``columns``: read only these (all by default)."""
+    seconds per stage at a million rows). ``columns``: read only these (all by default).
+    Read by row-group ranges in parallel (``chunks.read_rows``)."""
     files = example_files(paths, sources)
     if not files:
         empty = pl.DataFrame(schema=NORMALIZED_SCHEMA)
         return empty.select(columns) if columns is not None else empty
-    return pl.read_parquet(files, columns=columns)
+    return read_rows(files, columns)
 
 
 def rejects_per_source(paths: DataPaths, sources: list[str]) -> dict[str, int]:
