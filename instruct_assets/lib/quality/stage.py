@@ -136,16 +136,13 @@ def publish_quality(paths: DataPaths, sources: list[str], cfg: QualityThresholds
         narrow = narrow_columns(quality).rechunk()
         worst = worst_candidates(quality)
         out_of_range = _out_of_range(quality)
-        # Quality rows take their keys from the examples: as many rows, strictly increasing
-        # keys (so unique) means every example has exactly one. Otherwise, compare the keys.
-        if quality.height == ex_keys.height and strictly_sorted(quality):
-            missing, duplicated = ex_keys.clear(), 0
-        else:
-            q_keys = quality.select(KEY)
-            missing = ex_keys.join(q_keys, on=KEY, how="anti")
-            duplicated = q_keys.filter(pl.struct(KEY).is_duplicated()).height
-            del q_keys
-        del ex_keys
+        # The blocking check compares the keys themselves (not what the code should have
+        # made): an anti-join finds examples without a row; sorted keys prove no repeat.
+        q_keys = quality.select(KEY)
+        missing = ex_keys.join(q_keys, on=KEY, how="anti")
+        duplicated = (0 if strictly_sorted(q_keys)
+                      else q_keys.filter(pl.struct(KEY).is_duplicated()).height)
+        del ex_keys, q_keys
         quality_file = write_parquet(quality, out / "quality.parquet")
         schema, rows, chunks = quality.schema, quality.height, 1
         del quality
