@@ -1,8 +1,9 @@
 """The format contract of normalized examples, as checks that name the failing rows.
 
 Ingestion already rejects rows that break these rules; the checks re-verify what was
-written, so a bug in a mapper can never publish a broken source. Pure functions over the
-normalized frame: the Dagster asset checks call them and report what they return.
+written, so a bug in a mapper can never publish a broken source. ``SourceChecks`` runs them
+over a source's frames chunk by chunk (``source_checks`` over one frame); the Dagster asset
+checks report what it returns.
 """
 
 from __future__ import annotations
@@ -30,12 +31,10 @@ class CheckOutcome:
     details: dict[str, int] = field(default_factory=dict)
 
 
-def _rows_where(frame: pl.DataFrame, bad: pl.Expr | pl.Series, what: str) -> CheckOutcome:
-    return _Failing.of(frame, bad, what).outcome(frame.height)
-
-
 #: The narrow columns a failing-row sample is made of (sorted by file, then row).
 _SAMPLE_COLUMNS = ("source_file", "source_row", "example_id")
+#: The sample of a check with no failing row.
+_NO_SAMPLE = pl.Schema({"source_row": pl.Int64, "example_id": pl.String})
 
 
 def _first_rows(narrow: pl.DataFrame) -> pl.DataFrame:
@@ -71,8 +70,7 @@ class _Failing:
                         _first_rows(pl.concat([self.head, other.head])))
 
     def outcome(self, total: int) -> CheckOutcome:
-        head = self.head if self.head is not None else pl.DataFrame(
-            schema={"source_row": pl.Int64, "example_id": pl.String})
+        head = self.head if self.head is not None else pl.DataFrame(schema=_NO_SAMPLE)
         return CheckOutcome(
             passed=self.failing == 0,
             failing=self.failing,
@@ -158,41 +156,6 @@ def _no_empty_content(frame: pl.DataFrame) -> _Failing:
 _ID_UNIQUE = "example_id is unique within the source"
 
 
-def example_id_unique(frame: pl.DataFrame) -> CheckOutcome:
-    return _rows_where(frame, pl.col("example_id").is_duplicated()
-                       | pl.col("example_id").is_null(), _ID_UNIQUE)
-
-
-def roles_valid(frame: pl.DataFrame) -> CheckOutcome:
-    return _roles_valid(frame).outcome(frame.height)
-
-
-def system_only_first(frame: pl.DataFrame) -> CheckOutcome:
-    return _system_only_first(frame).outcome(frame.height)
-
-
-def first_turn_is_user(frame: pl.DataFrame) -> CheckOutcome:
-    return _first_turn_is_user(frame).outcome(frame.height)
-
-
-def turns_alternate(frame: pl.DataFrame) -> CheckOutcome:
-    return _turns_alternate(frame).outcome(frame.height)
-
-
-def ends_with_assistant(frame: pl.DataFrame) -> CheckOutcome:
-    return _ends_with_assistant(frame).outcome(frame.height)
-
-
-def no_empty_content(frame: pl.DataFrame) -> CheckOutcome:
-    return _no_empty_content(frame).outcome(frame.height)
-
-
-def one_format(frame: pl.DataFrame) -> CheckOutcome:
-    acc = _Formats()
-    acc.add(frame)
-    return acc.outcome()
-
-
 @dataclass
 class _Formats:
     """``one_format_per_source`` over chunks: rows per format (null included, as
@@ -219,7 +182,7 @@ class _Formats:
     def outcome(self) -> CheckOutcome:
         counts = {str(k): int(v) for k, v in sorted(self.counts.items(), key=lambda kv: str(kv[0]))}
         ok = len(counts) <= 1
-        failing, head = 0, pl.DataFrame(schema={"source_row": pl.Int64, "example_id": pl.String})
+        failing, head = 0, pl.DataFrame(schema=_NO_SAMPLE)
         if not ok:
             main = max(counts, key=counts.get)
             minority = [f for f in self.counts if f is not None and f != main]
@@ -247,18 +210,6 @@ def reject_rate(records_read: int, rejects: int, ceiling: float) -> CheckOutcome
     return CheckOutcome(ok, rejects if not ok else 0,
                         f"reject rate {rate:.1%} (ceiling {ceiling:.0%})")
 
-
-ROW_CHECKS = {
-    "schema_matches_contract": schema_matches,
-    "roles_valid": roles_valid,
-    "system_only_first": system_only_first,
-    "first_turn_is_user": first_turn_is_user,
-    "turns_alternate": turns_alternate,
-    "ends_with_assistant": ends_with_assistant,
-    "no_empty_content": no_empty_content,
-    "example_id_unique": example_id_unique,
-    "one_format_per_source": one_format,
-}
 
 #: The row checks that are local to a row: their chunk results merge by count and sample.
 _LOCAL_CHECKS: dict[str, Callable[[pl.DataFrame], _Failing]] = {
@@ -331,13 +282,9 @@ class SourceChecks:
             self.add(pl.DataFrame(schema=NORMALIZED_SCHEMA))
         assert self._schema is not None
         out: dict[str, CheckOutcome] = {"schema_matches_contract": self._schema}
-        for name in ROW_CHECKS:
-            if name in self._local:
-                out[name] = self._local[name].outcome(self.rows)
-            elif name == "example_id_unique":
-                out[name] = self._id_unique()
-            elif name == "one_format_per_source":
-                out[name] = self._formats.outcome()
+        out |= {name: failing.outcome(self.rows) for name, failing in self._local.items()}
+        out["example_id_unique"] = self._id_unique()
+        out["one_format_per_source"] = self._formats.outcome()
         out["row_accounting"] = row_accounting(records_read, self.rows, rejects)
         out["reject_rate_below_ceiling"] = reject_rate(records_read, rejects, max_reject_rate)
         return out
