@@ -175,29 +175,22 @@ class SourceStream:
         ``files`` are complete and the row accounting is asserted."""
         con = duckdb.connect()
         counter = _RepeatCounter()
-        pending: list[pl.DataFrame] = []
+        pending: list[pl.DataFrame] = []  # emptied by ``_flush``
         pending_rows, flushed = 0, False
         try:
             for file in self._files:
                 for part in self._file(con, file):
                     if pending and pending_rows + part.height > self.chunk_rows:
-                        frame = self._flush(pending, counter)
-                        pending, pending_rows, flushed = [], 0, True
-                        yield frame
-                        del frame
-                    pending.append(part)
+                        yield self._flush(pending, counter)
+                        pending_rows, flushed = 0, True
                     pending_rows += part.height
+                    pending.append(part)
                     del part
                     if pending_rows >= self.chunk_rows:
-                        frame = self._flush(pending, counter)
-                        pending, pending_rows, flushed = [], 0, True
-                        yield frame
-                        del frame
+                        yield self._flush(pending, counter)
+                        pending_rows, flushed = 0, True
             if pending or not flushed:
-                frame = self._flush(pending, counter)
-                pending = []
-                yield frame
-                del frame
+                yield self._flush(pending, counter)
         finally:
             con.close()
         self.rejects = conform(_in_file_order(
@@ -210,6 +203,7 @@ class SourceStream:
                 f"{self.rows} rows + {self.rejects.height} rejects")
 
     def _flush(self, pending: list[pl.DataFrame], counter: _RepeatCounter) -> pl.DataFrame:
+        """The frame of ``pending``'s parts with ids (``pending`` is emptied)."""
         frame = (pending[0] if len(pending) == 1 else pl.concat(pending) if pending
                  else pl.DataFrame(schema=NORMALIZED_SCHEMA))
         pending.clear()
