@@ -251,6 +251,11 @@ class SourceChecks:
         self._formats.add(frame)
         self._ids.append(self._narrow_ids(frame))
 
+    @property
+    def formats(self) -> dict[str | None, int]:
+        """Rows per ``source_format`` over every frame added."""
+        return dict(self._formats.counts)
+
     def _narrow_ids(self, frame: pl.DataFrame) -> pl.DataFrame:
         """(example_id, file index, source_row): file names are kept once, not per row."""
         names = frame["source_file"].unique(maintain_order=True).to_list()

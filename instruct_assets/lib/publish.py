@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -90,14 +89,12 @@ def stage_source(paths: DataPaths, spec: SourceSpec, fingerprint: str | None,
     whole source (one chunk gives the same bytes)."""
     folder = staging_dir(paths, spec.name)
 
-    def consume(stream: SourceStream) -> tuple[contract.SourceChecks, Counter, pl.DataFrame]:
+    def consume(stream: SourceStream) -> tuple[contract.SourceChecks, pl.DataFrame]:
         checks = contract.SourceChecks()
-        formats: Counter = Counter()
         head = pl.DataFrame(schema=NORMALIZED_SCHEMA)
         with ChunkedParquetWriter(folder / EXAMPLES_FILE, NORMALIZED_SCHEMA) as writer:
             for frame in stream.examples():
                 checks.add(frame)
-                formats.update(dict(frame["source_format"].value_counts().iter_rows()))
                 if head.height < HEAD_ROWS:
                     head = pl.concat([head, frame.head(HEAD_ROWS - head.height)])
                 if stream.cut:  # more frames follow: do not hold this one until the next
@@ -106,12 +103,12 @@ def stage_source(paths: DataPaths, spec: SourceSpec, fingerprint: str | None,
                 else:  # the source in one frame: compacted, its write costs half the CPU
                     writer.write(compact_row_groups(frame))
                 del frame
-        return checks, formats, head
+        return checks, head
 
-    (checks, formats, head), stream = run_chunked(paths, spec, files, chunk_rows, consume)
+    (checks, head), stream = run_chunked(paths, spec, files, chunk_rows, consume)
     outcomes = checks.outcomes(stream.records_read, stream.rejects.height, max_reject_rate)
     write_parquet(stream.rejects, folder / REJECTS_FILE, REJECTS_SCHEMA)
-    format_counts = dict(sorted((f, int(n)) for f, n in formats.items()))
+    format_counts = dict(sorted(checks.formats.items()))
     _write_report(folder, spec.name, stream.records_read, stream.rows, stream.rejects,
                   format_counts, stream.files, fingerprint,
                   {name: asdict(o) for name, o in outcomes.items()})
