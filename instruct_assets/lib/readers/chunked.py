@@ -34,7 +34,7 @@ from instruct_assets.lib.readers.files import (
     reject_binary,
     sniff_container,
 )
-from instruct_assets.lib.readers.json_records import line_offsets, read_jsonl
+from instruct_assets.lib.readers.json_records import line_offsets, newline_ends, read_jsonl
 
 #: A plain file up to ``chunk_rows`` x this many bytes is read into memory in one go (its
 #: pieces are then cut from memory); larger files and gzip streams are read block by block.
@@ -91,7 +91,8 @@ def file_pieces(path: Path, chunk_rows: int) -> Iterator[Piece] | None:
             return iter([Piece(data, 0, 0, True, offsets)])
         if not _cuttable(path, data):
             return None
-        return _memory_pieces(data, chunk_rows)
+        return _memory_pieces(data, line_offsets(data) if offsets is None else offsets,
+                              chunk_rows)
     return _stream_pieces(path, gz, chunk_rows)
 
 
@@ -114,20 +115,12 @@ def _cuttable(path: Path, first_piece: bytes) -> bool:
     return bool(text[end:].strip())
 
 
-def _memory_pieces(data: bytes, chunk_rows: int) -> Iterator[Piece]:
-    cuts = [0, *_newline_ends(data)[chunk_rows - 1::chunk_rows].tolist()]
-    if cuts[-1] != len(data):
-        cuts.append(len(data))
+def _memory_pieces(data: bytes, offsets: np.ndarray, chunk_rows: int) -> Iterator[Piece]:
+    """Pieces of ``chunk_rows`` lines of ``data``, cut at its line starts ``offsets``
+    (``line_offsets``, already computed to count the lines)."""
+    cuts = [*offsets[:-1:chunk_rows].tolist(), len(data)]
     for i, (a, b) in enumerate(itertools.pairwise(cuts)):
         yield Piece(data[a:b], i * chunk_rows, i, False)
-
-
-def _newline_ends(data: bytes | memoryview) -> np.ndarray:
-    """Offsets just after each ``\\n`` of ``data`` (scanned in blocks: no data-sized mask)."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    parts = [np.flatnonzero(buf[i:i + BLOCK] == 10).astype(np.int64) + (i + 1)
-             for i in range(0, len(buf), BLOCK)]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _open(path: Path, gz: bool) -> BinaryIO:
@@ -178,7 +171,7 @@ def _cut(blocks: Iterator[bytes], chunk_rows: int) -> Iterator[Piece]:
     lines = start = index = 0
     for block in blocks:
         view = memoryview(block)
-        ends = _newline_ends(view)
+        ends = newline_ends(view)
         pos = used = 0
         while len(ends) - used >= chunk_rows - lines:
             k = used + chunk_rows - lines - 1

@@ -77,17 +77,21 @@ def _read_table(data: bytes, offsets: np.ndarray) -> pl.DataFrame | None:
 
 
 def line_offsets(data: bytes) -> np.ndarray:
-    """Byte offset of each line start, plus the end of the data (int64, len = lines + 1).
-
-    Scanned in 64 MiB blocks so no file-sized temporary array is made.
-    """
-    buf = np.frombuffer(data, dtype=np.uint8)
-    block = 1 << 26
-    ends = [np.flatnonzero(buf[i:i + block] == 10).astype(np.int64) + (i + 1)
-            for i in range(0, len(buf), block)]
+    """Byte offset of each line start, plus the end of the data (int64, len = lines + 1)."""
+    ends = [newline_ends(data)]
     if data and data[-1:] != b"\n":
         ends.append(np.array([len(data)], dtype=np.int64))
     return np.concatenate([np.zeros(1, dtype=np.int64), *ends])
+
+
+def newline_ends(data: bytes | memoryview) -> np.ndarray:
+    """Offsets just after each ``\\n`` of ``data`` (int64), scanned in 64 MiB blocks so no
+    data-sized temporary array is made."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    block = 1 << 26
+    parts = [np.flatnonzero(buf[i:i + block] == 10).astype(np.int64) + (i + 1)
+             for i in range(0, len(buf), block)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _has_blank_line(data: bytes, offsets: np.ndarray) -> bool:
