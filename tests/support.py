@@ -50,3 +50,10 @@ def make_data_dir(root: Path, sources: dict[str, list[Path]],
 def run_all(paths: DataPaths, instance: dg.DagsterInstance) -> PipelineOutcome:
     """The real pipeline (the same function ``instruct-assets run`` calls)."""
     return run_pipeline(build_defs(paths.root), paths, instance)
+
+
+def run_all_ok(paths: DataPaths, instance: dg.DagsterInstance) -> PipelineOutcome:
+    """:func:`run_all`, asserting that every downstream stage succeeded."""
+    outcome = run_all(paths, instance)
+    assert outcome.downstream_ok, outcome.downstream_failures
+    return outcome

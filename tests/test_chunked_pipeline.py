@@ -10,7 +10,7 @@ import polars as pl
 
 from instruct_assets.lib.chunks import SPILL_PREFIX, spill_dir
 from instruct_assets.lib.paths import DataPaths
-from tests.support import QUALITY_SOURCES, make_data_dir, real, run_all
+from tests.support import QUALITY_SOURCES, make_data_dir, real, run_all_ok
 
 SOURCES = {
     **QUALITY_SOURCES,
@@ -25,8 +25,7 @@ def _run(root: Path, instance, chunk_rows: int | None) -> DataPaths:
     if chunk_rows is not None:
         (root / "settings.yaml").write_text(f"memory: {{chunk_rows: {chunk_rows}}}\n",
                                             encoding="utf-8")
-    outcome = run_all(paths, instance)
-    assert outcome.downstream_ok, outcome.downstream_failures
+    outcome = run_all_ok(paths, instance)
     assert all(s.published for s in outcome.sources)
     return paths
 

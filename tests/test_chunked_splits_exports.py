@@ -24,7 +24,7 @@ from instruct_assets.lib.split_sets import OUTCOME_COLUMNS, run_splits
 from instruct_assets.lib.splits import SplitConfig, check_split_integrity, prompt_hashes
 from instruct_assets.lib.stage_io import live_sources
 from instruct_assets.lib.synthetic_cap import SyntheticCapConfig
-from tests.support import make_data_dir, real, run_all
+from tests.support import make_data_dir, real, run_all_ok
 
 SOURCES = {
     "alpaca": [real("hiyouga__LLaMA-Factory/alpaca_en_demo.json")],
@@ -53,8 +53,7 @@ def built(tmp_path_factory):
     """The real pipeline (one chunk: the default), and its split tables and export files."""
     paths = make_data_dir(tmp_path_factory.mktemp("chunked"), SOURCES)
     with dg.instance_for_test() as instance:
-        outcome = run_all(paths, instance)
-        assert outcome.downstream_ok, outcome.downstream_failures
+        run_all_ok(paths, instance)
         yield paths, instance, _tables(paths), _export_bytes(paths)
 
 

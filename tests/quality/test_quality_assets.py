@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from instruct_assets.lib.sql_entry import run_query
-from tests.support import QUALITY_SOURCES, REPO, make_data_dir, real, run_all
+from tests.support import QUALITY_SOURCES, REPO, make_data_dir, real, run_all_ok
 
 SOURCES = QUALITY_SOURCES
 
@@ -21,8 +21,7 @@ SOURCES = QUALITY_SOURCES
 def warehouse(tmp_path_factory):
     paths = make_data_dir(tmp_path_factory.mktemp("q"), SOURCES)
     with dg.instance_for_test() as instance:
-        outcome = run_all(paths, instance)
-        assert outcome.downstream_ok, outcome.downstream_failures
+        run_all_ok(paths, instance)
         yield paths, instance
 
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from instruct_assets.lib.sql_entry import run_query
-from tests.support import make_data_dir, real, run_all
+from tests.support import make_data_dir, real, run_all_ok
 
 BBH = [real(f"suzgunmirac__BIG-Bench-Hard/cot-prompts/{n}.txt") for n in (
     "boolean_expressions", "date_understanding", "multistep_arithmetic_two", "web_of_lies")]
@@ -31,8 +31,7 @@ def built(tmp_path_factory):
     for f in BBH:
         (paths.benchmarks / "bbh" / f.name).symlink_to(f)
     with dg.instance_for_test() as instance:
-        outcome = run_all(paths, instance)
-        assert outcome.downstream_ok, outcome.downstream_failures
+        run_all_ok(paths, instance)
         yield paths, instance
 
 

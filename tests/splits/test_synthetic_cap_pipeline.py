@@ -8,7 +8,7 @@ import pytest
 
 from instruct_assets.cli import main
 from instruct_assets.lib.sql_entry import run_query
-from tests.support import make_data_dir, real, run_all
+from tests.support import make_data_dir, real, run_all_ok
 
 CAP = 0.3
 SOURCES = {
@@ -32,8 +32,7 @@ def capped(tmp_path_factory):
         f"curation:\n  max_synthetic_share: {CAP}\n  enforce_synthetic_cap: true\n",
         encoding="utf-8")
     with dg.instance_for_test() as instance:
-        outcome = run_all(paths, instance)
-        assert outcome.downstream_ok, outcome.downstream_failures
+        run_all_ok(paths, instance)
         yield paths, instance
 
 
