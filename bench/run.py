@@ -110,6 +110,7 @@ class Result:
     cli: Child | None = None
     cli_note: str = ""
     profiles: dict[str, Path] = field(default_factory=dict)
+    required: Child | None = None
 
 
 def run_child(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Child:
@@ -340,9 +341,47 @@ def summary(res: Result) -> dict[str, Any]:
         if res.stages else None,
         "rows_per_second": {s: round(res.rows / v) for s, v in seconds.items() if v},
         "parse_floor_note": res.floor_note or None,
+        **required_work(res),
         "settings": res.settings,
         "profiles": {s: str(p) for s, p in res.profiles.items()},
     }
+
+
+#: Which floor of ``floors.py`` bounds which target (a floor above its target's budget means
+#: no implementation with these libraries meets it on this machine).
+FLOOR_TARGETS = {"normalize": "normalize", "exports": "complexity+splits+exports"}
+
+
+def required_work(res: Result) -> dict[str, Any]:
+    """``floors.py``'s figures: the least each stage's required outputs cost here, as
+    seconds and as multiples of the parse floor (wall, and CPU over the 2 cores: the best
+    any parallel implementation could do with that CPU)."""
+    if res.required is None or res.required.rc != 0 or not res.floor:
+        return {"required_work_floor": None}
+    groups = res.required.info.get("groups", {})
+    out: dict[str, Any] = {}
+    cores = os.cpu_count() or 1
+    for name in ("normalize", "exports"):
+        if name not in groups:
+            continue
+        wall, cpu = groups[name]["seconds"], groups[name]["cpu_seconds"]
+        best = min(wall, cpu / cores)
+        out[name] = {"seconds": wall, "cpu_seconds": cpu, "x_floor": _ratio(wall, res.floor),
+                     "x_floor_best_parallel": _ratio(best, res.floor),
+                     "target_group": FLOOR_TARGETS[name],
+                     "target_x_floor": TARGETS_VS_FLOOR[FLOOR_TARGETS[name]]}
+    both = [out[k] for k in ("normalize", "exports") if k in out]
+    if len(both) == 2:
+        best = sum(min(b["seconds"], b["cpu_seconds"] / cores) for b in both)
+        out["normalize+exports"] = {"x_floor_best_parallel": _ratio(best, res.floor),
+                                    "seconds_best_parallel": round(best, 3),
+                                    "target_group": "total",
+                                    "target_x_floor": TARGETS_VS_FLOOR["total"]}
+        if res.baseline is not None and res.baseline.rc == 0:
+            # at least TARGET_VS_DATASETS times faster: a budget of the baseline's share
+            out["normalize+exports"]["datasets_budget_seconds"] = round(
+                res.baseline.wall / TARGET_VS_DATASETS, 3)
+    return {"required_work_floor": out, "required_work_parts": res.required.info.get("parts")}
 
 
 def print_report(res: Result, s: dict[str, Any]) -> None:
@@ -403,6 +442,22 @@ def print_report(res: Result, s: dict[str, Any]) -> None:
     cli_share = s["ratio_cli_vs_datasets"]
     print(f"  {'CLI vs datasets baseline':<28} {_show(cli_share)} of the baseline (target < "
           f"{TARGET_CLI_SHARE:.2f}) {_verdict(cli_share, TARGET_CLI_SHARE)}")
+    floors = s.get("required_work_floor")
+    if floors:
+        print("required-work floors (floors.py: the stage's required outputs alone, one native"
+              " call each):")
+        for name, f in floors.items():
+            got = f["x_floor_best_parallel"]
+            seconds = f.get("seconds", f.get("seconds_best_parallel"))
+            print(f"  {name:<28} {seconds:6.2f} s, {_show(got)} x floor at best (target for "
+                  f"{f['target_group']} <= {f['target_x_floor']:g}x) "
+                  + ("reachable" if got is not None and got <= f["target_x_floor"]
+                     else "UNREACHABLE: the floor alone is above the target"))
+            budget = f.get("datasets_budget_seconds")
+            if budget is not None:
+                print(f"  {'':<28} vs datasets: {seconds:.2f} s at best against a budget of "
+                      f"{budget:.2f} s (baseline / {TARGET_VS_DATASETS:g}) "
+                      + ("reachable" if seconds <= budget else "UNREACHABLE"))
     for stage, path in res.profiles.items():
         print(f"profile of {stage}: {path}")
 
@@ -478,6 +533,14 @@ def bench_one(rows: int, args: argparse.Namespace) -> Result:
             print(child.tail(), file=sys.stderr)
             break
 
+    if not args.skip_floors and res.floor and "exports" in res.stages:
+        res.required = run_child([PY, str(HERE / "floors.py"), "--input", str(jsonl),
+                                  "--splits", str(data_dir / "splits"),
+                                  "--work", str(work / "floors")],
+                                 logs / f"floors_{rows}.log")
+        print(f"[{rows:,}] required-work floors: {res.required.info.get('groups')} "
+              f"(rc {res.required.rc})", file=sys.stderr)
+
     if args.skip_baseline:
         res.baseline_note = "skipped (--skip-baseline)"
     elif rows > BASELINE_MAX_ROWS and not args.baseline_anyway:
@@ -524,12 +587,15 @@ def bench_settings(rows: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
+    global OUT  # every helper writes under it: one run, one folder (--out)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000])
     ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
                     help="stages to run (earlier stages' outputs are reused when present)")
     ap.add_argument("--skip-cli", action="store_true")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--skip-floors", action="store_true",
+                    help="skip floors.py (the required-work floors of normalize and exports)")
     ap.add_argument("--baseline-anyway", action="store_true",
                     help=f"run the datasets baseline above {BASELINE_MAX_ROWS:,} rows too")
     ap.add_argument("--profile", nargs="*", choices=STAGES, default=None,
@@ -548,7 +614,10 @@ def main() -> None:
                     help=f"measure the parse floor above {BIG_ROWS:,} rows too")
     ap.add_argument("--cli-anyway", action="store_true",
                     help=f"run the CLI above {BIG_ROWS:,} rows too")
+    ap.add_argument("--out", type=Path, default=OUT,
+                    help="where inputs, runs and logs go (default: bench/out)")
     args = ap.parse_args()
+    OUT = args.out
 
     print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}",
           file=sys.stderr)
