@@ -111,3 +111,28 @@ def test_text_blocks_start_at_q_lines_and_keep_the_preamble(tmp_path):
     first = json.loads(batch.records["raw"][0])
     assert first == {"text": "Q: 1+1?\nA: 2\nbecause.", "canary": "canary GUID 123",
                      "task": "Do sums."}
+
+
+def test_newline_scan_matches_a_plain_scan_across_block_boundaries():
+    """The line scan runs in cache-sized blocks, in threads past a few blocks: newlines on
+    both sides of every block boundary, and at the very start and end, must all be found."""
+    import numpy as np
+
+    from instruct_assets.lib.readers.json_records import _SCAN_BLOCK, newline_ends
+
+    size = 6 * _SCAN_BLOCK + 3
+    buf = np.frombuffer(np.random.default_rng(0).bytes(size), dtype=np.uint8).copy()
+    buf[buf == 10] = 11
+    edges = [0, size - 1] + [k * _SCAN_BLOCK + d for k in range(1, 7) for d in (-1, 0)
+                             if k * _SCAN_BLOCK + d < size]
+    random_spots = np.random.default_rng(1).integers(0, size, 5000)
+    buf[np.concatenate([edges, random_spots])] = 10
+    data = buf.tobytes()
+    expected = np.flatnonzero(buf == 10).astype(np.int64) + 1
+    for view in (data, memoryview(data)[1:], data[: 3 * _SCAN_BLOCK]):
+        want = expected if view is data else (
+            np.flatnonzero(np.frombuffer(view, np.uint8) == 10).astype(np.int64) + 1)
+        got = newline_ends(view)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, want)
+    assert newline_ends(b"").size == 0

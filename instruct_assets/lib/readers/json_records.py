@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -84,13 +86,27 @@ def line_offsets(data: bytes) -> np.ndarray:
     return np.concatenate([np.zeros(1, dtype=np.int64), *ends])
 
 
+#: Bytes per block of the newline scan: its boolean mask stays in the CPU cache (64 MiB
+#: blocks measured twice the time of 4 MiB ones on a 766 MB file).
+_SCAN_BLOCK = 1 << 22
+
+
 def newline_ends(data: bytes | memoryview) -> np.ndarray:
-    """Offsets just after each ``\\n`` of ``data`` (int64), scanned in 64 MiB blocks so no
-    data-sized temporary array is made."""
+    """Offsets just after each ``\\n`` of ``data`` (int64), scanned in cache-sized blocks
+    (no data-sized temporary array), in threads when there are several blocks (numpy
+    releases the GIL): 0.32 s became 0.09 s for a 766 MB file on 2 cores."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    block = 1 << 26
-    parts = [np.flatnonzero(buf[i:i + block] == 10).astype(np.int64) + (i + 1)
-             for i in range(0, len(buf), block)]
+
+    def scan(start: int) -> np.ndarray:
+        return np.flatnonzero(buf[start:start + _SCAN_BLOCK] == 10).astype(np.int64) + (
+            start + 1)
+
+    starts = range(0, len(buf), _SCAN_BLOCK)
+    if len(starts) > 4:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            parts = list(pool.map(scan, starts))
+    else:
+        parts = [scan(i) for i in starts]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
