@@ -30,6 +30,7 @@ from instruct_assets.lib.decontaminate import (
     find_contamination,
     hit_table,
 )
+from instruct_assets.lib.keys import KEY, key_sorted
 from instruct_assets.lib.parquet_io import read_parquet_or_empty, write_parquet
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.quality.config import QualityThresholds
@@ -45,7 +46,6 @@ from instruct_assets.lib.schema import NORMALIZED_SCHEMA
 from instruct_assets.lib.stage_io import example_files
 from instruct_assets.lib.warehouse import view_over
 
-KEY = ["source", "example_id"]
 #: What the three stages read of the normalized examples.
 EXAMPLE_COLUMNS = ["source", "example_id", "messages"]
 QUALITY_INPUT_COLUMNS = [
@@ -64,19 +64,6 @@ def example_chunks(paths: DataPaths, sources: list[str],
 
 def _concat(parts: list[pl.DataFrame]) -> pl.DataFrame:
     return parts[0] if len(parts) == 1 else pl.concat(parts)
-
-
-def sorted_by_key(frame: pl.DataFrame) -> bool:
-    """Whether ``frame`` is already in (source, example_id) order, ties allowed (then a
-    stable sort by key is the identity and its full copy can be skipped). Null keys:
-    False (the sort decides where they go)."""
-    if frame.height < 2:
-        return True
-    src, eid = pl.col("source"), pl.col("example_id")
-    prev_src, prev_eid = src.shift(1), eid.shift(1)
-    ordered = (src > prev_src) | ((src == prev_src) & (eid >= prev_eid))
-    first = pl.int_range(pl.len()) == 0
-    return bool(frame.select((first | ordered.fill_null(False)).all()).item())
 
 
 @dataclass
@@ -181,7 +168,7 @@ def publish_curation(paths: DataPaths, sources: list[str], cfg: CurationConfig,
     del curated
     # edited rows carry their new ids: publish in key order (ties keep their order)
     curated = verdicts.curated
-    if not sorted_by_key(curated):
+    if not key_sorted(curated, strict=False):
         curated = curated.sort(KEY, maintain_order=True)
         verdicts = replace(verdicts, curated=curated)  # not two copies of every row
     target = write_parquet(curated, paths.curation / "curation.parquet")

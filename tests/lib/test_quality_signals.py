@@ -124,7 +124,8 @@ def test_identity_placeholders_make_the_rows_severe():
 
 
 def test_key_order_and_sort_by_key_match_a_string_sort():
-    from instruct_assets.lib.quality.signals import key_order, sort_by_key
+    from instruct_assets.lib.keys import key_order
+    from instruct_assets.lib.quality.signals import sort_by_key
 
     ids = ["b", "a", "ab", "a\0", "0003d4211ad9bce8-1", "0003d4211ad9bce8", "é", "", "z" * 17]
     frame = pl.DataFrame(

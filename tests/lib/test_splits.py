@@ -271,18 +271,6 @@ def test_one_million_rows_split_in_seconds():
     assert elapsed < 60  # ~2-4 s on 2 cores; generous for a loaded CI machine
 
 
-def test_key_order_is_polars_string_order_and_stable() -> None:
-    from instruct_assets.lib.split_sets import _key_order
-
-    # bytes that stress the 8-byte words: shared 8-byte prefixes, NUL, non-ASCII, empty
-    parts = ["a", "b", "ab", "\x00", "é", "日", "z", "0", "aaaaaaaa", "aaaaaaaab", ""]
-    rows = [(parts[i % 3], "".join(parts[(i * 7 + k) % len(parts)] for k in range(i % 5)))
-            for i in range(500)]
-    frame = pl.DataFrame(rows, schema=["source", "example_id"], orient="row")
-    expected = frame.with_row_index().sort(["source", "example_id"], maintain_order=True)
-    assert _key_order(frame).tolist() == expected["index"].to_list()
-
-
 def test_split_keys_fast_path_equals_the_joins() -> None:
     from instruct_assets.lib.split_sets import split_keys
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
+from instruct_assets.lib.keys import KEY, key_order, key_sorted
 from instruct_assets.lib.parallel import slices
 from instruct_assets.lib.quality import alignment, consistency, instructions, lengths, responses
 from instruct_assets.lib.quality.config import FLAG_ORDER, QualityThresholds
@@ -25,7 +26,6 @@ from instruct_assets.lib.quality.text import (
 )
 
 ROW = "_row"
-KEY = ["source", "example_id"]
 
 #: Flag name -> one-line meaning (README and UI).
 FLAG_DESCRIPTIONS: dict[str, str] = {
@@ -333,26 +333,14 @@ def scores_and_order(
     return frame.select(list(QUALITY_COLUMNS)).rechunk()[order], order
 
 
-def strictly_sorted(frame: pl.DataFrame) -> bool:
-    """True when ``frame``'s (source, example_id) keys strictly increase row by row (sorted,
-    no duplicate and no null key)."""
-    if frame.height <= 1:
-        return frame.select(pl.col(KEY).null_count()).sum_horizontal().item() == 0
-    s, e = pl.col("source"), pl.col("example_id")
-    later = (s > s.shift(1)) | ((s == s.shift(1)) & (e > e.shift(1)))
-    return frame.select(later.slice(1).fill_null(False).all()).item() and not (
-        frame.select(pl.col(KEY).first().null_count()).sum_horizontal().item()
-    )
-
-
 def sort_by_key(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame.sort(KEY)``, cheaper: free when the rows are already in key order (scored
     frames are), else a gather by ``key_order`` (integer keys). Frames with duplicate or
     null keys take ``sort`` itself (ties have no single order)."""
-    if strictly_sorted(frame):
+    if key_sorted(frame, strict=True):
         return frame
     out = frame.rechunk()[key_order(frame)]
-    return out if strictly_sorted(out) else frame.sort(KEY)
+    return out if key_sorted(out, strict=True) else frame.sort(KEY)
 
 
 def align_by_key(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
@@ -364,7 +352,7 @@ def align_by_key(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
     and gathering by ``key_order`` gives the same rows for a fraction of that.
     """
     cols = [c for c in right.columns if c not in KEY]
-    if left.height == right.height and strictly_sorted(left):
+    if left.height == right.height and key_sorted(left, strict=True):
         if right.select(KEY).equals(left.select(KEY)):
             return right.select(cols)
         ordered = sort_by_key(right)
@@ -372,40 +360,6 @@ def align_by_key(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
             return ordered.select(cols)
     joined = left.select(KEY).join(right, on=KEY, how="left", maintain_order="left")
     return joined.select(cols)
-
-
-#: Leading bytes of ``example_id`` turned into integer sort keys (see ``key_order``).
-_ID_PREFIX_WORDS = 2
-
-
-def key_order(frame: pl.DataFrame) -> pl.Series:
-    """Row positions of ``frame`` in (source, example_id) order (``frame.sort(KEY)`` for
-    unique keys).
-
-    Sorting a million string ids costs ~0.8 s; integer keys sort ~10x faster. So the order
-    is taken over (source rank, the first 16 bytes of ``example_id`` as two big-endian
-    UInt64 words, ``example_id``): the words order ids as their bytes do (shorter ids are
-    zero-padded, and the zero byte sorts first), so they agree with the string order and
-    the string itself only breaks their ties. Sources are ranked through their sorted
-    distinct values (a few), not by sorting every row's name.
-    """
-    if frame.height == 0 or frame.select(pl.col(KEY).null_count()).sum_horizontal().item():
-        return frame.select(pl.arg_sort_by(KEY)).to_series()
-    n = 8 * _ID_PREFIX_WORDS
-    raw = pl.col("example_id").str.pad_end(n, "\0").cast(pl.Binary)
-    words = [
-        raw.bin.slice(8 * i, 8).bin.reinterpret(dtype=pl.UInt64, endianness="big").alias(f"_w{i}")
-        for i in range(_ID_PREFIX_WORDS)
-    ]
-    sources = frame.get_column("source").unique().sort()
-    ranks = pl.int_range(sources.len(), eager=True, dtype=pl.UInt32)
-    rank = (
-        []
-        if sources.len() <= 1
-        else [pl.col("source").replace_strict(sources, ranks, return_dtype=pl.UInt32).alias("_src")]
-    )
-    keys = frame.lazy().select(*rank, *words, "example_id").collect(engine="in-memory")
-    return keys.select(pl.arg_sort_by(keys.columns)).to_series()
 
 
 DUP_COLUMNS = ["dup_cluster_id", "is_exact_duplicate", "is_near_duplicate", "is_dup_representative"]

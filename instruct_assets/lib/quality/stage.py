@@ -33,6 +33,7 @@ from instruct_assets.lib.chunks import (
     parquet_rows,
     spill_dir,
 )
+from instruct_assets.lib.keys import KEY, adjacent_repeats, key_order, key_sorted
 from instruct_assets.lib.parquet_io import write_parquet
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.quality.config import QualityThresholds
@@ -53,11 +54,9 @@ from instruct_assets.lib.quality.dedup import (
 from instruct_assets.lib.quality.signals import (
     ROW,
     finish_scores,
-    key_order,
     mask_scores,
     row_flag_mask,
     row_signals,
-    strictly_sorted,
 )
 from instruct_assets.lib.quality.table import (
     build_quality,
@@ -72,7 +71,6 @@ from instruct_assets.lib.schema import NORMALIZED_SCHEMA, REJECTS_SCHEMA
 from instruct_assets.lib.stage_io import example_files, read_examples, rejects_per_source
 from instruct_assets.lib.warehouse import view_over
 
-KEY = ["source", "example_id"]
 #: Columns of the examples the stage reads (scoring: messages; exact key: tools).
 _READ = [*KEY, "messages", "tools"]
 
@@ -140,7 +138,7 @@ def publish_quality(paths: DataPaths, sources: list[str], cfg: QualityThresholds
         # made): an anti-join finds examples without a row; sorted keys prove no repeat.
         q_keys = quality.select(KEY)
         missing = ex_keys.join(q_keys, on=KEY, how="anti")
-        duplicated = (0 if strictly_sorted(q_keys)
+        duplicated = (0 if key_sorted(q_keys, strict=True)
                       else q_keys.filter(pl.struct(KEY).is_duplicated()).height)
         del ex_keys, q_keys
         quality_file = write_parquet(quality, out / "quality.parquet")
@@ -181,14 +179,6 @@ def publish_quality(paths: DataPaths, sources: list[str], cfg: QualityThresholds
     )
 
 
-def _adjacent_repeats(keys: pl.DataFrame) -> int:
-    """Rows of key-sorted ``keys`` whose key equals a neighbour's (repeated keys)."""
-    s, e = pl.col("source"), pl.col("example_id")
-    prev = (s == s.shift(1)) & (e == e.shift(1))
-    nxt = (s == s.shift(-1)) & (e == e.shift(-1))
-    return int(keys.select((prev.fill_null(False) | nxt.fill_null(False)).sum()).item())
-
-
 def _written_keys_check(ex_keys: pl.DataFrame, target: Path) -> dict:
     """Missing examples and repeated keys of the written quality file (the slow way)."""
     q_keys = pl.read_parquet(target, columns=KEY)
@@ -205,7 +195,7 @@ def _chunked(files: list[Path], total: int, cfg: QualityThresholds, dedup: Dedup
     order = key_order(ex_keys).to_numpy().astype(np.int64)
     # Keys must be unique (as in one piece, where ranking representatives fails otherwise):
     # in key order, a repeated key sits next to its copy.
-    if _adjacent_repeats(ex_keys[order]):
+    if adjacent_repeats(ex_keys[order]):
         raise pl.exceptions.ComputeError(
             "examples share a (source, example_id) key: quality rows are keyed on it")
     pos = np.empty(total, dtype=np.int64)

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
+from instruct_assets.lib.keys import KEY, key_sorted
 from instruct_assets.lib.quality.config import FLAG_ORDER, QualityThresholds
 from instruct_assets.lib.quality.consistency import shape_distribution
 from instruct_assets.lib.quality.dedup import (
@@ -26,10 +27,7 @@ from instruct_assets.lib.quality.signals import (
     apply_duplicate_penalty,
     scores_and_order,
     sort_by_key,
-    strictly_sorted,
 )
-
-KEY = ["source", "example_id"]
 
 
 def build_quality(
@@ -46,7 +44,7 @@ def build_quality(
         scores, order = scores_and_order(examples, cfg)
         clusters = found.result()
     keys = scores.select(KEY)
-    if not strictly_sorted(keys):  # repeated or null keys: rows must be matched by joins
+    if not key_sorted(keys, strict=True):  # repeated or null keys: rows must be matched by joins
         dups = pick_representatives(duplicates_frame(examples, clusters),
                                     scores.select(*KEY, "quality_score"))
         return combine_duplicates(scores, dups, cfg)

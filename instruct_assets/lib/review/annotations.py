@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from instruct_assets.lib.fingerprint import FileCache, files_fingerprint
+from instruct_assets.lib.keys import KEY
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.review.layout import ReviewPaths
 from instruct_assets.lib.review.tools import VERDICTS
@@ -50,7 +51,6 @@ from instruct_assets.lib.review.tools import VERDICTS
 #: Bump when parsing changes: part of the inbox fingerprint (re-parse on upgrade).
 PARSER_VERSION = "annotations-2"
 
-KEY = ["source", "example_id"]
 TOOLS: tuple[str, ...] = ("label_studio", "argilla", "prodigy")
 RAW_CHARS = 2000
 

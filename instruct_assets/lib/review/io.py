@@ -8,10 +8,9 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from instruct_assets.lib.keys import KEY
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA
-
-KEY = ["source", "example_id"]
 
 
 def examples_for(paths: DataPaths, sources: list[str], keys: pl.DataFrame) -> pl.DataFrame:

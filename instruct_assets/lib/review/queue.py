@@ -22,8 +22,7 @@ import duckdb
 import polars as pl
 
 from instruct_assets.lib.chunks import DEFAULT_CHUNK_ROWS, parquet_rows
-
-KEY = ["source", "example_id"]
+from instruct_assets.lib.keys import KEY
 
 #: Queue kinds in priority order (the ``queue_reason`` values).
 REASONS: tuple[str, ...] = ("flagged", "borderline", "sample")

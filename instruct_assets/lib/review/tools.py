@@ -27,10 +27,9 @@ from pathlib import Path
 
 import polars as pl
 
+from instruct_assets.lib.keys import KEY
 from instruct_assets.lib.parquet_io import atomic_path
 from instruct_assets.lib.review.layout import ReviewPaths
-
-KEY = ["source", "example_id"]
 
 #: The agent name our suggestions carry (Argilla ``agent``, Label Studio ``model_version``).
 SUGGESTION_AGENT = "instruct_assets-quality"

@@ -44,12 +44,11 @@ import numpy as np
 import polars as pl
 
 from instruct_assets.lib.curation import CurationConfig
+from instruct_assets.lib.keys import KEY
 from instruct_assets.lib.normalize import CONTENT_KEY_SQL
 from instruct_assets.lib.quality.config import DUPLICATE_FLAGS, QualityThresholds
 from instruct_assets.lib.quality.signals import score_examples
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA
-
-KEY = ["source", "example_id"]
 
 #: Verdict severity for ties (higher wins).
 SEVERITY: dict[str, int] = {"accept": 0, "edit": 1, "reject": 2}
