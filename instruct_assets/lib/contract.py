@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from instruct_assets.lib.formats.turns import ALLOWED_TRANSITIONS
+from instruct_assets.lib.keys import repeated
 from instruct_assets.lib.schema import NORMALIZED_SCHEMA, ROLES
 
 SAMPLE = 5
@@ -271,8 +272,8 @@ class SourceChecks:
 
     def _id_unique(self) -> CheckOutcome:
         ids = pl.concat(self._ids) if len(self._ids) > 1 else self._ids[0]
-        bad = ids.select(pl.col("example_id").is_duplicated()
-                         | pl.col("example_id").is_null()).to_series()
+        example_ids = ids.get_column("example_id")
+        bad = repeated(example_ids) | example_ids.is_null()
         failing = ids.filter(bad)
         names = pl.DataFrame({"_file": range(len(self._files)), "source_file": list(self._files)},
                              schema={"_file": pl.UInt32, "source_file": pl.String})

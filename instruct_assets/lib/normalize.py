@@ -26,6 +26,7 @@ from instruct_assets.lib.formats.fast_pairs import fast_fieldmap, fast_map
 from instruct_assets.lib.formats.pairs import pairs_sql
 from instruct_assets.lib.formats.qa_text import qa_text_sql, qa_text_turns
 from instruct_assets.lib.formats.turns import CALL_SPEAKERS, build_messages, role_map
+from instruct_assets.lib.keys import repeated
 from instruct_assets.lib.paths import DataPaths
 from instruct_assets.lib.readers import FileRejected, RawBatch, read_file
 from instruct_assets.lib.readers.base import RECORDS_SCHEMA, excerpt
@@ -638,12 +639,12 @@ def _with_ids(frame: pl.DataFrame, digests: pl.Series, prior: pl.Series | None
     frame: polars 2.1 panics ("assertion failed: i < self.len()") on it over multi-chunk
     columns, which the two files of one real source produced.
     """
-    repeated = digests.is_duplicated()
+    again = repeated(digests)
     if prior is not None:
-        repeated = repeated | (prior > 0)
-    if not repeated.any():
+        again = again | (prior > 0)
+    if not again.any():
         return frame.with_columns(digests.alias("example_id"))
-    rows = repeated.arg_true()
+    rows = again.arg_true()
     narrow = pl.DataFrame({"example_id": digests.gather(rows)}).rechunk()
     n = pl.int_range(pl.len()).over("example_id")
     if prior is not None:

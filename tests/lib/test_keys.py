@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from instruct_assets.lib import keys
-from instruct_assets.lib.keys import KEY, adjacent_repeats, key_order, key_sorted
+from instruct_assets.lib.keys import KEY, adjacent_repeats, key_order, key_sorted, repeated
 
 #: ids that stress the 8-byte words: prefixes of each other, NUL, non-ASCII, >16 bytes, empty
 IDS = ["b", "a", "ab", "a\0", "a\0\0", "\0", "", "é", "日本", "ée", "0003d4211ad9bce8",
@@ -120,3 +120,16 @@ def test_adjacent_repeats_counts_rows_equal_to_a_neighbour() -> None:
     assert adjacent_repeats(_frame([("a", "1"), ("a", "2"), ("b", "1")])) == 0
     assert adjacent_repeats(_frame([(None, None), (None, None), ("a", None), ("a", None)])) == 0
     assert adjacent_repeats(_frame([])) == 0
+
+
+def test_repeated_is_is_duplicated_on_strings_numbers_and_nulls() -> None:
+    rng = np.random.default_rng(5)
+    ids = _id_like(50_000, seed=3)
+    values = pl.concat([ids, ids.sample(500, seed=1), pl.Series([None, None], dtype=pl.String)])
+    values = values.gather(rng.permutation(values.len()))
+    for series in (values, pl.Series([3, 1, 3, None, 2]), pl.Series([], dtype=pl.String),
+                   pl.Series(["only"]), pl.Series(["a", "b"])):
+        got = repeated(series)
+        assert got.dtype == pl.Boolean
+        assert got.to_list() == series.is_duplicated().to_list()
+    assert repeated(values).sum() == 1002  # 500 repeated ids, twice each, and two nulls
