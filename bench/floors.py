@@ -11,7 +11,7 @@ libraries meets the target here:
 - ``parse``: ``read_ndjson`` of the input (the parse floor itself, again in this process);
 - ``normalize``: read the input, build ``messages`` for Alpaca rows with one polars
   expression, compute the stable content id (the same DuckDB md5 as ``normalize``), write
-  ``example_id`` + ``messages`` as Parquet with the project's settings (zstd level 1);
+  ``example_id`` + ``messages`` as Parquet with the project's settings (``write_options``);
 - ``exports``: for each split Parquet of a finished run (``--splits``), write every default
   export kind's bytes with one polars call each (``write_ndjson`` of a column built by one
   expression; ``write_parquet`` for the Parquet copy), then one DuckDB parse of each file
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from instruct_assets.defs.settings import ExportSettings  # noqa: E402
 from instruct_assets.lib.normalize import CONTENT_KEY_SQL  # noqa: E402
-from instruct_assets.lib.parquet_io import COMPRESSION, COMPRESSION_LEVEL  # noqa: E402
+from instruct_assets.lib.parquet_io import write_options  # noqa: E402
 
 #: ShareGPT ``from`` per canonical role (as the exporter maps them).
 _FROM = {"system": "system", "user": "human", "assistant": "gpt", "tool": "observation"}
@@ -95,7 +95,7 @@ def _content_ids(messages: pl.DataFrame) -> pl.Series:
 
 
 def _write_parquet(frame: pl.DataFrame, target: Path) -> int:
-    frame.write_parquet(target, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
+    frame.write_parquet(target, **write_options())
     return target.stat().st_size
 
 

@@ -49,11 +49,17 @@ def write_parquet(frame: pl.DataFrame, target: Path, schema: pl.Schema | None = 
     return target
 
 
+def write_options() -> dict[str, object]:
+    """The fixed settings of every Parquet write, as ``write_parquet`` / ``sink_parquet``
+    keywords (read at call time, so tests can shrink the row groups)."""
+    return {"compression": COMPRESSION, "compression_level": COMPRESSION_LEVEL,
+            "statistics": True, "row_group_size": ROW_GROUP_ROWS}
+
+
 def write_parquet_file(frame: pl.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` in place with the fixed settings (callers that manage
     atomicity themselves: :func:`write_parquet`, ``chunks.ChunkedParquetWriter``)."""
-    frame.write_parquet(path, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
-                        statistics=True, row_group_size=ROW_GROUP_ROWS)
+    frame.write_parquet(path, **write_options())
 
 
 def compact_row_groups(frame: pl.DataFrame) -> pl.DataFrame:

@@ -82,3 +82,25 @@ def test_an_empty_file_reads_as_an_empty_frame(tmp_path):
     parquet_io.write_parquet(pl.DataFrame(schema={"messages": MESSAGES}), target)
     assert read_rows([target]).schema == pl.Schema({"messages": MESSAGES})
     assert [f.height for f in iter_parquet_chunks([target], ["messages"], 10)] == [0]
+
+
+def test_a_failed_chunked_write_leaves_the_previous_file(tmp_path, small_groups):
+    frame = _real_conversations()
+    target = tmp_path / "out.parquet"
+    parquet_io.write_parquet(frame.head(10), target)
+    before = target.read_bytes()
+    with pytest.raises(KeyError), chunks.ChunkedParquetWriter(target, frame.schema) as writer:
+        for start in range(0, 2000, 500):
+            writer.write(frame.slice(start, 500))
+        raise KeyError("the stage failed midway")
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # no temp file left
+
+
+def test_chunked_writes_of_empty_frames_keep_the_schema(tmp_path):
+    schema = pl.Schema({"example_id": pl.String, "messages": MESSAGES})
+    target = tmp_path / "empty.parquet"
+    with chunks.ChunkedParquetWriter(target, schema) as writer:
+        writer.write(pl.DataFrame(schema=schema))
+        writer.write(pl.DataFrame(schema=schema))
+    assert pl.read_parquet(target).schema == schema and writer.rows == 0
