@@ -40,11 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from instruct_assets.defs.settings import ExportSettings  # noqa: E402
+from instruct_assets.lib.export.sharegpt import ROLE_TO_FROM  # noqa: E402
 from instruct_assets.lib.normalize import CONTENT_KEY_SQL  # noqa: E402
 from instruct_assets.lib.parquet_io import write_options  # noqa: E402
-
-#: ShareGPT ``from`` per canonical role (as the exporter maps them).
-_FROM = {"system": "system", "user": "human", "assistant": "gpt", "tool": "observation"}
 
 
 class Timer:
@@ -107,7 +105,7 @@ def _text_chatml() -> pl.Expr:
 
 
 def _sharegpt() -> pl.Expr:
-    turn = pl.struct(**{"from": pl.element().struct.field("role").replace_strict(_FROM),
+    turn = pl.struct(**{"from": pl.element().struct.field("role").replace_strict(ROLE_TO_FROM),
                         "value": pl.element().struct.field("content")})
     return pl.col("messages").list.eval(turn).alias("conversations")
 

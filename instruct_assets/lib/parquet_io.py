@@ -50,8 +50,8 @@ def write_parquet(frame: pl.DataFrame, target: Path, schema: pl.Schema | None = 
 
 
 def write_options() -> dict[str, object]:
-    """The fixed settings of every Parquet write, as ``write_parquet`` / ``sink_parquet``
-    keywords (read at call time, so tests can shrink the row groups)."""
+    """The fixed settings of every polars Parquet write, as ``write_parquet`` keywords (read
+    at call time, so tests can shrink the row groups; ``bench/floors.py`` writes with them)."""
     return {"compression": COMPRESSION, "compression_level": COMPRESSION_LEVEL,
             "statistics": True, "row_group_size": ROW_GROUP_ROWS}
 
